@@ -1,0 +1,102 @@
+"read_clip against PyAV: a grid of tiny sizes in two containers, real-world clips, and bad files."
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from torchvision.transforms.v2 import functional as TF
+
+from conftest import pyav_frames
+from tinyaction.data import VideoReadError, read_clip, write_video
+
+SIZES = [(8, 8), (10, 10), (32, 32), (48, 40), (100, 76), (127, 93), (160, 120), (130, 98), (12, 12), (24, 18), (57, 43)]
+# mp4: H.264; 4:2:0 needs even sizes, so odd sizes use 4:4:4. avi: MPEG-4 Part 2, 4:2:0 at every size.
+FORMATS = {"mp4": ("libx264", "yuv420p"), "avi": ("mpeg4", "yuv420p")}
+
+
+def moving_frames(width: int, height: int, num_frames: int = 20) -> np.ndarray:
+    "Textured frames with a square moving across, so that frames and pixels all differ."
+    rng = np.random.default_rng(width * 1000 + height)
+    texture = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    frames = np.repeat(texture[None], num_frames, axis=0)
+    for t in range(num_frames):
+        x = t * width // num_frames
+        frames[t, : height // 2, x : x + max(width // 4, 1)] = (250, 40, 40)
+    return frames
+
+
+@pytest.mark.parametrize("container", list(FORMATS))
+@pytest.mark.parametrize("width,height", SIZES)
+def test_read_clip_matches_pyav_exactly(tmp_path, container, width, height):
+    codec, pix_fmt = FORMATS[container]
+    if codec == "libx264" and (width % 2 or height % 2):
+        pix_fmt = "yuv444p"
+    path = write_video(tmp_path / f"clip.{container}", moving_frames(width, height), codec=codec, pix_fmt=pix_fmt)
+    reference = pyav_frames(path)
+    assert reference.shape == (20, height, width, 3)
+    np.testing.assert_array_equal(read_clip(path), reference)
+    indices = [19, 0, 7, 7, 3]
+    np.testing.assert_array_equal(read_clip(path, indices), reference[indices])
+
+
+def test_resize_is_torchvision_antialiased_bilinear_on_the_reference(tmp_path):
+    path = write_video(tmp_path / "c.mp4", moving_frames(48, 40))
+    clip = read_clip(path, [5, 0], size=(112, 96))
+    assert clip.shape == (2, 112, 96, 3) and clip.dtype == np.uint8
+    reference = torch.from_numpy(pyav_frames(path)[[5, 0]]).permute(0, 3, 1, 2)
+    expected = TF.resize(reference, [112, 96], antialias=True).permute(0, 2, 3, 1).numpy()
+    np.testing.assert_array_equal(clip, expected)
+    # the red square of frame 0 (top half, first quarter of the width) is still red where it was
+    assert np.abs(clip[1, 5:50, 3:20].astype(int) - [250, 40, 40]).max() < 30
+
+
+@pytest.mark.parametrize("name,frames,size", [
+    ("ucf101_apply_eye_makeup.avi", 164, (240, 320)),
+    ("pool_cleaning.mp4", 300, (256, 340)),
+    ("flipping_a_pancake.mkv", 310, (240, 426)),
+])
+def test_real_world_clips(real_videos, name, frames, size):
+    path = real_videos / name
+    clip = read_clip(path)
+    assert clip.shape == (frames, *size, 3)
+    np.testing.assert_array_equal(clip[:: frames // 7], pyav_frames(path)[:: frames // 7])
+    assert read_clip(path, [0, frames - 1], size=112).shape == (2, 112, 112, 3)
+
+
+def test_missing_file_is_named(tmp_path):
+    with pytest.raises(VideoReadError, match=r"missing\.mp4: file not found"):
+        read_clip(tmp_path / "missing.mp4")
+
+
+def test_zero_byte_file(tmp_path):
+    (tmp_path / "zero.mp4").touch()
+    with pytest.raises(VideoReadError, match=r"zero\.mp4: empty file"):
+        read_clip(tmp_path / "zero.mp4")
+
+
+def test_truncated_mp4(tmp_path):
+    good = write_video(tmp_path / "good.mp4", moving_frames(64, 48))
+    data = good.read_bytes()
+    (tmp_path / "truncated.mp4").write_bytes(data[: len(data) // 2])
+    with pytest.raises(VideoReadError, match=r"truncated\.mp4: cannot decode"):
+        read_clip(tmp_path / "truncated.mp4")
+
+
+def test_not_a_video(tmp_path):
+    (tmp_path / "notes.mp4").write_text("these are not the frames you are looking for")
+    with pytest.raises(VideoReadError, match=r"notes\.mp4"):
+        read_clip(tmp_path / "notes.mp4")
+
+
+def test_one_frame_video_reads_and_rejects_other_indices(tmp_path):
+    path = write_video(tmp_path / "one.mp4", moving_frames(32, 32, num_frames=1))
+    assert read_clip(path).shape == (1, 32, 32, 3)
+    assert read_clip(path, lambda n: np.zeros(16, int)).shape == (16, 32, 32, 3)
+    with pytest.raises(VideoReadError, match=r"one\.mp4: frame index 3 out of range for a video of 1 frames"):
+        read_clip(path, [0, 3])
+
+
+def test_read_is_independent_of_file_name(tmp_path):
+    path = write_video(tmp_path / "a.mp4", moving_frames(16, 16))
+    copy = shutil.copy(path, tmp_path / "b.mkv.mp4")
+    np.testing.assert_array_equal(read_clip(path), read_clip(copy))

@@ -1,0 +1,65 @@
+"sample_indices: properties of each mode, short videos, determinism."
+import numpy as np
+import pytest
+
+from tinyaction.data import sample_indices
+
+
+@pytest.mark.parametrize("num_frames", [16, 17, 64, 150])
+def test_random_mode_draws_distinct_sorted_frames(num_frames):
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        (clip,) = sample_indices(num_frames, 16, "random", rng=rng)
+        assert len(set(clip)) == 16 and (np.diff(clip) > 0).all() and clip.max() < num_frames
+
+
+def test_random_mode_covers_the_whole_video():
+    rng = np.random.default_rng(1)
+    seen = np.concatenate([sample_indices(100, 16, "random", rng=rng)[0] for _ in range(200)])
+    assert set(seen) == set(range(100))
+
+
+@pytest.mark.parametrize("num_frames,stride", [(64, 1), (64, 3), (40, 4), (16, 8)])
+def test_window_mode_is_contiguous_with_stride_shrunk_to_fit(num_frames, stride):
+    rng = np.random.default_rng(2)
+    for _ in range(30):
+        (clip,) = sample_indices(num_frames, 16, "window", stride=stride, rng=rng)
+        steps = set(np.diff(clip))
+        assert len(steps) == 1 and steps.pop() <= stride and clip.min() >= 0 and clip.max() < num_frames
+
+
+def test_uniform_mode_is_deterministic_and_clips_differ():
+    clips = sample_indices(75, 16, "uniform", num_clips=5)
+    assert clips.shape == (5, 16)
+    assert (clips == sample_indices(75, 16, "uniform", num_clips=5, rng=123)).all()
+    assert len({tuple(c) for c in clips}) == 5
+    assert clips.min() >= 0 and clips.max() < 75
+
+
+@pytest.mark.parametrize("mode", ["random", "window", "uniform"])
+@pytest.mark.parametrize("num_frames", [1, 5, 15])
+def test_short_videos_are_never_dropped(mode, num_frames):
+    clips = sample_indices(num_frames, 16, mode, num_clips=3, rng=0)
+    assert clips.shape == (3, 16)
+    assert clips.min() >= 0 and clips.max() < num_frames
+    assert set(clips.ravel()) == set(range(num_frames))
+
+
+def test_short_policies():
+    assert sample_indices(3, 7, "random", short="loop")[0].tolist() == [0, 1, 2, 0, 1, 2, 0]
+    assert sample_indices(3, 7, "random", short="pad")[0].tolist() == [0, 1, 2, 2, 2, 2, 2]
+    with pytest.raises(ValueError, match="short"):
+        sample_indices(3, 7, short="drop")
+
+
+def test_seeded_sampling_is_deterministic_and_seeds_differ():
+    a = sample_indices(120, 16, "random", num_clips=5, rng=7)
+    assert (a == sample_indices(120, 16, "random", num_clips=5, rng=7)).all()
+    assert not (a == sample_indices(120, 16, "random", num_clips=5, rng=8)).all()
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="num_frames"):
+        sample_indices(0)
+    with pytest.raises(ValueError, match="mode"):
+        sample_indices(10, mode="dense")
