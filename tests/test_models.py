@@ -1,0 +1,121 @@
+"R(2+1)D parity with torchvision, the IG65M layout, weight loading, autocast, channels_last_3d and compile."
+import pytest
+import torch
+from torch import nn
+from torchvision.models.video import resnet as tv
+
+from tinyaction.models import LoadReport, get_model, load_pretrained, r2plus1d_18, r2plus1d_34, r2plus1d_tiny
+
+
+def randomize_(model: nn.Module, seed: int = 0) -> nn.Module:
+    "Random weights and BN statistics, so that parity tests cover every tensor."
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, t in model.state_dict().items():
+            if t.is_floating_point():
+                t.copy_(torch.rand(t.shape, generator=g) * 0.5 + 0.75 if "running_var" in name or name.endswith("bn.weight")
+                        else torch.randn(t.shape, generator=g) * (0.05 if t.dim() > 1 else 0.1))
+    return model
+
+
+def torchvision_r2plus1d_34_ig65m(num_classes: int) -> nn.Module:
+    "torchvision VideoResNet built as R(2+1)D-34, patched to the IG65M layout (REFERENCE.md §3)."
+    model = tv.VideoResNet(tv.BasicBlock, [tv.Conv2Plus1D] * 4, [3, 4, 6, 3], tv.R2Plus1dStem, num_classes=num_classes)
+    for layer, planes in ((model.layer2, 128), (model.layer3, 256), (model.layer4, 512)):
+        layer[0].conv2[0] = tv.Conv2Plus1D(planes, planes, planes * planes * 27 // (planes * 9 + 3 * planes))
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm3d):
+            m.eps = 1e-3
+    return model
+
+
+def assert_parity(ours: nn.Module, reference: nn.Module, clip_shape):
+    randomize_(reference)
+    ours.load_state_dict(reference.state_dict(), strict=True)
+    x = torch.randn(*clip_shape, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        diff = (ours.eval()(x) - reference.eval()(x)).abs().max().item()
+    assert diff <= 1e-5, diff
+
+
+def test_r2plus1d_18_matches_torchvision():
+    assert_parity(r2plus1d_18(num_classes=400), tv.r2plus1d_18(weights=None), (2, 3, 8, 56, 56))
+
+
+def test_r2plus1d_34_ig65m_matches_patched_torchvision():
+    reference = torchvision_r2plus1d_34_ig65m(359)
+    assert [reference.layer2[0].conv2[0][0].out_channels, reference.layer4[0].conv2[0][0].out_channels] == [288, 1152]
+    assert_parity(r2plus1d_34(num_classes=359, ig65m=True), reference, (1, 3, 8, 48, 48))
+
+
+def test_parameter_counts_match_the_reference_facts():
+    with torch.device("meta"):
+        assert round(sum(p.numel() for p in r2plus1d_18(num_classes=400).parameters()) / 1e6, 1) == 31.5
+        assert round(sum(p.numel() for p in r2plus1d_34(num_classes=400).parameters()) / 1e6, 1) == 63.7
+
+
+def test_load_pretrained_reports_and_replaces_head(tmp_path):
+    source = randomize_(torchvision_r2plus1d_34_ig65m(359))
+    torch.save({"model": source.state_dict(), "epoch": 3}, tmp_path / "ig65m.pth")
+    model = r2plus1d_34(num_classes=26)
+    report = load_pretrained(model, tmp_path / "ig65m.pth")
+    assert isinstance(report, LoadReport) and report.head_replaced == ["fc.weight", "fc.bias"]
+    assert report.missing == [] and report.unexpected == []
+    assert torch.equal(model.layer4[0].conv2[0][3].weight, source.layer4[0].conv2[0][3].weight)
+    assert model.fc.weight.shape == (26, 512)
+
+
+def test_load_pretrained_safetensors_and_prefixes(tmp_path):
+    from safetensors.torch import save_file
+    source = r2plus1d_tiny(num_classes=5)
+    save_file({f"_orig_mod.{k}": v.contiguous() for k, v in source.state_dict().items()}, str(tmp_path / "w.safetensors"))
+    model = r2plus1d_tiny(num_classes=5)
+    report = load_pretrained(model, tmp_path / "w.safetensors")
+    assert report.head_replaced == [] and "fc.weight" in report.loaded
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), source.state_dict().values()))
+
+
+def test_load_pretrained_wrong_layout_is_a_clear_error(tmp_path):
+    torch.save(r2plus1d_34(num_classes=400, ig65m=False).state_dict(), tmp_path / "tv34.pth")
+    with pytest.raises(ValueError, match=r"(?s)tv34.pth: 18 tensor shape\(s\) do not match.*layer2.0.conv2.0.0.weight: file \(230, 128, 1, 3, 3\) vs model \(288.*ig65m=False"):
+        load_pretrained(r2plus1d_34(num_classes=26, ig65m=True), tmp_path / "tv34.pth")
+
+
+def test_load_pretrained_missing_file_and_keys(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nothing is downloaded"):
+        load_pretrained(r2plus1d_tiny(), tmp_path / "nope.pth")
+    state = r2plus1d_tiny().state_dict()
+    del state["layer1.0.conv1.1.weight"]
+    state["extra.weight"] = torch.zeros(1)
+    torch.save(state, tmp_path / "partial.pt")
+    with pytest.raises(ValueError, match=r"missing \['layer1.0.conv1.1.weight'\], unexpected \['extra.weight'\]"):
+        load_pretrained(r2plus1d_tiny(), tmp_path / "partial.pt")
+    report = load_pretrained(r2plus1d_tiny(), tmp_path / "partial.pt", strict=False)
+    assert report.missing == ["layer1.0.conv1.1.weight"] and report.unexpected == ["extra.weight"]
+
+
+def test_bf16_autocast_and_channels_last_give_the_same_predictions():
+    torch.manual_seed(0)
+    model = get_model("r2plus1d_tiny", num_classes=10).eval()
+    x = torch.randn(4, 3, 8, 48, 48)
+    with torch.no_grad():
+        reference = model(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            mixed = model(x)
+        model_cl = model.to(memory_format=torch.channels_last_3d)
+        channels_last = model_cl(x.to(memory_format=torch.channels_last_3d))
+    assert mixed.dtype == torch.bfloat16
+    scale = reference.abs().max()
+    assert (mixed.float() - reference).abs().max() <= 0.05 * scale
+    assert (mixed.float() > 0).eq(reference > 0).float().mean() >= 0.95
+    assert torch.allclose(channels_last, reference, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.slow
+def test_torch_compile_matches_eager():
+    torch.manual_seed(0)
+    model = r2plus1d_tiny(num_classes=4).eval()
+    x = torch.randn(2, 3, 4, 32, 32)
+    with torch.no_grad():
+        compiled = torch.compile(model)(x)
+        assert torch.allclose(compiled, model(x), atol=1e-4, rtol=1e-4)
