@@ -1,5 +1,7 @@
 "Shared fixtures: paths, PyAV reference decoding, and small datasets made by the kit itself."
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import av
@@ -10,6 +12,14 @@ from tinyaction.data import make_synthetic
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 REAL_VIDEOS = Path(os.environ.get("TINYACTION_REAL_VIDEOS", REPO_ROOT.parent / "shared" / "fixtures" / "real_videos"))
+
+
+def run_papermill(notebook: str, output, *params) -> subprocess.CompletedProcess:
+    "Execute nbs/<notebook> with papermill in a separate process, from the repository root."
+    args = [sys.executable, "-m", "papermill", str(REPO_ROOT / "nbs" / notebook), str(output), "-k", "python3"]
+    for name, value in params:
+        args += ["-p", name, str(value)]
+    return subprocess.run(args, cwd=REPO_ROOT, capture_output=True, text=True, timeout=900)
 
 
 def pyav_frames(path) -> np.ndarray:

@@ -183,3 +183,30 @@ def test_committed_sample_is_a_valid_dataset():
     counts = {split: len(load_split(root, split, check_files=True)) for split in SPLIT_FILES}
     assert counts == {"train": 20, "val": 10, "test": 6}
     assert sum(f.stat().st_size for f in root.rglob("*") if f.is_file()) < 1_000_000
+
+
+def test_cached_dataset_returns_exactly_the_uncached_clips(synthetic_root):
+    for split, kw in (("val", dict(num_clips=3, clip_len=8, size=(24, 32))), ("train", dict(clip_len=4, size=20))):
+        plain, cached = TinyVirat(synthetic_root, split, **kw), TinyVirat(synthetic_root, split, **kw)
+        assert cached.cache_nbytes() == sum(r.frames for r in cached.records) * cached[0][0].shape[-2:].numel() * 3
+        cached.cache(workers=2)
+        for i in range(len(plain)):
+            torch.manual_seed(i)
+            a = plain[i]
+            torch.manual_seed(i)
+            b = cached[i]
+            assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) and a[2] == b[2]
+
+
+def test_caching_a_split_with_a_bad_clip_raises_or_reports_it(synthetic_root, tmp_path):
+    root = copy_dataset(synthetic_root, tmp_path / "broken")
+    bad = load_split(root, "val")[2]
+    bad.path.write_bytes(b"not a video")
+    with pytest.raises(VideoReadError, match=bad.path.name):
+        TinyVirat(root, "val").cache()
+    ds = TinyVirat(root, "val", size=16, skip_errors=True)
+    with pytest.warns(SkippedClipWarning, match=f"skipping clip {bad.id}"):
+        ds.cache()
+    with pytest.warns(SkippedClipWarning, match=f"skipping clip {bad.id}: .*{bad.path.name}"):
+        assert ds[2] is None
+    assert ds[1] is not None

@@ -100,3 +100,19 @@ def test_read_is_independent_of_file_name(tmp_path):
     path = write_video(tmp_path / "a.mp4", moving_frames(16, 16))
     copy = shutil.copy(path, tmp_path / "b.mkv.mp4")
     np.testing.assert_array_equal(read_clip(path), read_clip(copy))
+
+
+@pytest.mark.parametrize("width,height", [(48, 40), (64, 48)])
+def test_callable_indices_are_drawn_once_whichever_decoder_reads(tmp_path, width, height):
+    "decord gives up on width 48 and PyAV decodes instead; a random sampler must still be asked only once."
+    path = write_video(tmp_path / "clip.mp4", moving_frames(width, height))
+    calls = []
+    rng = np.random.default_rng(0)
+
+    def sampler(n):
+        calls.append(n)
+        return np.sort(rng.choice(n, 5, replace=False))
+
+    frames = read_clip(path, sampler)
+    assert calls == [20]
+    np.testing.assert_array_equal(frames, pyav_frames(path)[np.sort(np.random.default_rng(0).choice(20, 5, replace=False))])

@@ -28,6 +28,16 @@ def test_window_mode_is_contiguous_with_stride_shrunk_to_fit(num_frames, stride)
         assert len(steps) == 1 and steps.pop() <= stride and clip.min() >= 0 and clip.max() < num_frames
 
 
+@pytest.mark.parametrize("num_frames", [16, 17, 64, 150])
+def test_segments_mode_draws_one_frame_per_segment_and_covers_each(num_frames):
+    rng = np.random.default_rng(3)
+    edges = (np.arange(17) * num_frames) // 16
+    draws = np.stack([sample_indices(num_frames, 16, "segments", rng=rng)[0] for _ in range(300)])
+    assert ((draws >= edges[:-1]) & (draws < edges[1:])).all() and (np.diff(draws, axis=1) > 0).all()
+    for segment in range(16):
+        assert set(draws[:, segment]) == set(range(edges[segment], edges[segment + 1]))
+
+
 def test_uniform_mode_is_deterministic_and_clips_differ():
     clips = sample_indices(75, 16, "uniform", num_clips=5)
     assert clips.shape == (5, 16)
@@ -36,7 +46,7 @@ def test_uniform_mode_is_deterministic_and_clips_differ():
     assert clips.min() >= 0 and clips.max() < 75
 
 
-@pytest.mark.parametrize("mode", ["random", "window", "uniform"])
+@pytest.mark.parametrize("mode", ["random", "segments", "window", "uniform"])
 @pytest.mark.parametrize("num_frames", [1, 5, 15])
 def test_short_videos_are_never_dropped(mode, num_frames):
     clips = sample_indices(num_frames, 16, mode, num_clips=3, rng=0)

@@ -1,13 +1,11 @@
 "The training loop: exact resume, NaN guard, outputs, and the notebook run headlessly by papermill."
 import json
-import subprocess
-import sys
 from dataclasses import replace
 
 import pytest
 import torch
 
-from conftest import REPO_ROOT
+from conftest import run_papermill
 from tinyaction.models import r2plus1d_tiny
 from tinyaction.train import NonFiniteLossError, TrainConfig, fit
 
@@ -56,12 +54,6 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(synthetic_root, tmp_p
     assert (out / "checkpoint_last.pt").read_bytes() == good
 
 
-def run_papermill(notebook, output, *params):
-    args = [sys.executable, "-m", "papermill", str(REPO_ROOT / "nbs" / notebook), str(output), "-k", "python3"]
-    for name, value in params:
-        args += ["-p", name, str(value)]
-    return subprocess.run(args, cwd=REPO_ROOT, capture_output=True, text=True, timeout=900)
-
 
 @pytest.mark.slow
 def test_train_notebook_runs_headlessly(synthetic_root, tmp_path):
@@ -81,3 +73,14 @@ def test_a_failing_cell_makes_papermill_fail(synthetic_root, tmp_path):
                            ("out_dir", tmp_path / "bad"), ("loss", "focal"), ("epochs", 1), ("size", 16), ("clip_len", 4))
     assert result.returncode != 0
     assert "loss must be 'asl' or 'bce'" in result.stderr + result.stdout
+
+
+def test_cache_setting_is_checked_and_does_not_change_the_result(synthetic_root, tmp_path):
+    with pytest.raises(ValueError, match="cache must be True, False or 'auto'"):
+        fit(tiny_config(synthetic_root, tmp_path / "bad", cache="sometimes"))
+    cached = fit(tiny_config(synthetic_root, tmp_path / "cached", epochs=2, cache=True))
+    streamed = fit(tiny_config(synthetic_root, tmp_path / "streamed", epochs=2, cache=False))
+    a = torch.load(tmp_path / "cached/checkpoint_last.pt", weights_only=False)["model"]
+    b = torch.load(tmp_path / "streamed/checkpoint_last.pt", weights_only=False)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert cached["macro_f1"] == streamed["macro_f1"]

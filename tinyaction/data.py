@@ -5,10 +5,11 @@
 # %% ../nbs/00_data.ipynb #9f562b52
 from __future__ import annotations
 
+import functools
 import json
 import os
 import warnings
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence, Union
@@ -21,11 +22,14 @@ from torch import nn
 from torch.utils.data import Dataset, default_collate
 from torchvision.transforms.v2 import functional as TF
 
+import tinyaction
+
 # %% auto #0
 __all__ = ['SPLIT_FILES', 'PathLike', 'Indices', 'Size', 'SAMPLING_MODES', 'KINETICS_MEAN', 'KINETICS_STD', 'SYNTHETIC_CLASSES',
            'DatasetFormatError', 'load_class_map', 'Record', 'load_split', 'multi_hot', 'VideoReadError',
            'resize_frames', 'read_clip', 'write_video', 'sample_indices', 'normalize_clip', 'ClipNormalize',
-           'SkippedClipWarning', 'TinyVirat', 'collate_clips', 'make_synthetic']
+           'SkippedClipWarning', 'TinyVirat', 'collate_clips', 'make_synthetic', 'default_data_root',
+           'resolve_data_dir']
 
 # %% ../nbs/00_data.ipynb #2dc6a0b8
 SPLIT_FILES = {"train": "tiny_train_v2.json", "val": "tiny_val_v2.json", "test": "tiny_test_v2_public.json"}
@@ -201,6 +205,8 @@ def read_clip(path: PathLike, indices: Indices = None, size: Size | None = None)
         raise VideoReadError(f"{path}: file not found")
     if path.stat().st_size == 0:
         raise VideoReadError(f"{path}: empty file (0 bytes)")
+    if callable(indices):  # decide the frames once, even when decord gives up and PyAV decodes
+        indices = functools.cache(indices)
     decoded = _decode_decord(path, indices) or _decode_pyav(path, indices)
     frames, inverse = decoded
     if size is not None:
@@ -224,7 +230,7 @@ def write_video(path: PathLike, frames: np.ndarray, fps: int = 30, crf: int = 20
     return path
 
 # %% ../nbs/00_data.ipynb #f936f7df
-SAMPLING_MODES = ("random", "window", "uniform")
+SAMPLING_MODES = ("random", "segments", "window", "uniform")
 
 
 def _fill_short(num_frames: int, clip_len: int, short: str) -> np.ndarray:
@@ -245,6 +251,9 @@ def _sample_one(num_frames: int, clip_len: int, mode: str, stride: int, short: s
         return _fill_short(num_frames, clip_len, short)
     if mode == "random":
         return np.sort(rng.choice(num_frames, clip_len, replace=False))
+    if mode == "segments":
+        edges = np.arange(clip_len + 1) * num_frames // clip_len
+        return edges[:-1] + (rng.random(clip_len) * np.diff(edges)).astype(np.int64)
     stride = max(1, min(stride, (num_frames - 1) // max(clip_len - 1, 1)))
     start = rng.integers(0, num_frames - (clip_len - 1) * stride)
     return start + stride * np.arange(clip_len)
@@ -304,6 +313,7 @@ class TinyVirat(Dataset):
         self.train = split == "train" if train is None else train
         self.sampling, self.stride, self.short = sampling, stride, short
         self.skip_errors, self.seed = skip_errors, seed
+        self.videos: list[np.ndarray | None] | None = None
 
     def __len__(self) -> int:
         return len(self.records)
@@ -318,10 +328,41 @@ class TinyVirat(Dataset):
         "Sampler for the real frame count of the file."
         return lambda n: sample_indices(n, self.clip_len, self.sampling, self.num_clips, self.stride, self.short, rng)
 
+    def cache_nbytes(self) -> int:
+        "Memory that `cache()` needs: every frame of every video at `size`, uint8 RGB."
+        if self.size is None:
+            return sum(r.frames * r.height * r.width * 3 for r in self.records)
+        h, w = _as_hw(self.size)
+        return sum(r.frames for r in self.records) * h * w * 3
+
+    def cache(self, workers: int = 2) -> "TinyVirat":
+        "Decode every video once at `size` and keep it in memory; items then sample frames from there."
+        def decode(record: Record) -> np.ndarray | None:
+            try:
+                return read_clip(record.path, size=self.size)
+            except VideoReadError as e:
+                if not self.skip_errors:
+                    raise
+                warnings.warn(f"skipping clip {record.id}: {e}", SkippedClipWarning)
+                return None
+        with ThreadPoolExecutor(max(workers, 1)) as pool:
+            self.videos = list(pool.map(decode, self.records))
+        return self
+
+    def _frames(self, index: int) -> np.ndarray:
+        "The sampled frames (K*T, H, W, 3) of item `index`, from the cache or the file."
+        record, rng = self.records[index], self._rng(index)
+        if self.videos is None:
+            return read_clip(record.path, self._indices(rng), self.size)
+        video = self.videos[index]
+        if video is None:
+            raise VideoReadError(f"{record.path}: could not be decoded when the split was cached")
+        return video[self._indices(rng)(len(video)).reshape(-1)]
+
     def __getitem__(self, index: int):
         record = self.records[index]
         try:
-            frames = read_clip(record.path, self._indices(self._rng(index)), self.size)
+            frames = self._frames(index)
         except VideoReadError as e:
             if not self.skip_errors:
                 raise
@@ -416,7 +457,7 @@ def _draw_person(canvas: _Canvas, t: int, actor: dict, scale: float):
                    width, color)
     canvas.segment((x, y - 0.62 * size), (x, y - 0.6 * size), 0.28 * size, actor["skin"])
     if actor["carrying"]:
-        canvas.box((x + 0.28 * size, y - 0.1 * size), 0.3 * size, 0.25 * size, 0.0, actor["cargo"])
+        canvas.box((x + 0.32 * size, y - 0.1 * size), 0.42 * size, 0.34 * size, 0.0, actor["cargo"])
 
 
 def _vehicle_state(t: int, actor: dict) -> tuple[float, float, float]:
@@ -447,13 +488,13 @@ def _random_color(rng: np.random.Generator, low: float = 30, high: float = 230) 
 
 def _new_person(rng: np.random.Generator, num_frames: int) -> tuple[dict, set]:
     "Parameters and labels of a random person."
-    motion = rng.choice(["standing", "walking", "running"], p=[0.38, 0.47, 0.15])
+    motion = rng.choice(["standing", "walking", "running"], p=[0.34, 0.44, 0.22])
     speed = {"standing": 0.0, "walking": rng.uniform(0.0035, 0.007), "running": rng.uniform(0.012, 0.02)}[motion]
     heading = rng.choice([0.0, np.pi]) + rng.normal(0, 0.35)
     travel = speed * num_frames
     x0 = float(np.clip(0.5 - 0.5 * travel * np.cos(heading) + rng.normal(0, 0.15), 0.1, 0.9))
     gesturing = rng.random() < (0.3 if motion == "standing" else 0.06)
-    carrying = rng.random() < (0.35 if motion != "standing" else 0.04)
+    carrying = rng.random() < (0.4 if motion != "standing" else 0.04)
     actor = dict(kind="person", speed=speed, heading=heading, x0=x0, y0=rng.uniform(0.45, 0.75),
                  size=rng.uniform(0.3, 0.45), stance=rng.uniform(0.3, 1.0), phase=rng.uniform(0, 2 * np.pi),
                  arm=rng.uniform(-0.5, 2.2), wave=rng.uniform(0.4, 0.65), gesturing=gesturing, carrying=carrying,
@@ -465,9 +506,9 @@ def _new_person(rng: np.random.Generator, num_frames: int) -> tuple[dict, set]:
 def _new_vehicle(rng: np.random.Generator, num_frames: int, parked: bool = False) -> tuple[dict, set]:
     "Parameters and labels of a random vehicle; a parked one is unlabelled clutter."
     motion = "parked" if parked else rng.choice(["moving", "left", "right", "starting", "stopping"],
-                                                 p=[0.42, 0.16, 0.16, 0.13, 0.13])
+                                                 p=[0.3, 0.2, 0.2, 0.15, 0.15])
     speed = 0.0 if parked else min(rng.uniform(0.006, 0.012), 0.8 / num_frames)  # stays mostly in view
-    turn = np.deg2rad(rng.uniform(50, 110)) / num_frames
+    turn = np.deg2rad(rng.uniform(80, 140)) / num_frames
     turn_rate = {"left": -turn, "right": turn}.get(motion, 0.0)  # y points down: a left turn is counter-clockwise on screen
     heading = rng.uniform(0, 2 * np.pi)
     ramp_len = max(2.0, rng.uniform(0.3, 0.5) * num_frames)
@@ -511,7 +552,7 @@ def _render_scene(rng: np.random.Generator) -> tuple[np.ndarray, list[str]]:
     scale = min(width, height)
     actors, labels = [], set()
     for _ in range(1 + (rng.random() < 0.3)):
-        actor, actor_labels = (_new_person if rng.random() < 0.68 else _new_vehicle)(rng, num_frames)
+        actor, actor_labels = (_new_person if rng.random() < 0.58 else _new_vehicle)(rng, num_frames)
         actors.append(actor)
         labels |= actor_labels
     clutter = _Canvas(background)
@@ -570,3 +611,16 @@ def make_synthetic(root: PathLike, n_train: int = 800, n_val: int = 200, n_test:
             (root / SPLIT_FILES[split]).write_text(json.dumps(records))
     stamp.write_text(json.dumps(params))
     return root
+
+# %% ../nbs/00_data.ipynb #c71efcd3
+def default_data_root() -> Path:
+    "Where generated datasets live: the repository's data/ in a checkout, else ~/.cache/tinyaction."
+    repo_data = Path(tinyaction.__file__).resolve().parents[1] / "data"
+    return repo_data if repo_data.is_dir() else Path.home() / ".cache" / "tinyaction"
+
+
+def resolve_data_dir(data_dir: PathLike | None) -> Path:
+    "The dataset folder to use: the given one, or the synthetic dataset (made on first use)."
+    if data_dir is not None:
+        return Path(data_dir)
+    return make_synthetic(default_data_root() / "synthetic", n_train=3600, n_val=300, n_test=100, seed=0)

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 from typing import Sequence
 
@@ -15,10 +16,13 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from .data import ClipNormalize, collate_clips
+from .data import ClipNormalize, TinyVirat, collate_clips, multi_hot, resolve_data_dir
+from .models import get_model
 
 # %% auto #0
-__all__ = ['multilabel_metrics', 'tune_thresholds', 'write_answer', 'read_answer', 'resolve_device', 'predict']
+__all__ = ['multilabel_metrics', 'tune_thresholds', 'cross_fit_predictions', 'save_thresholds', 'load_thresholds', 'write_answer',
+           'read_answer', 'resolve_device', 'predict', 'save_scores', 'load_scores', 'load_checkpoint',
+           'evaluation_dataset']
 
 # %% ../nbs/04_evaluate.ipynb #7762ba1a
 def _safe_div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
@@ -67,6 +71,33 @@ def tune_thresholds(y_true: np.ndarray, y_score: np.ndarray, default: float = 0.
     return thresholds
 
 # %% ../nbs/04_evaluate.ipynb #5b36512a
+def cross_fit_predictions(y_true: np.ndarray, y_score: np.ndarray, folds: int = 2, seed: int = 0) -> np.ndarray:
+    "0/1 predictions (N, C) where each video's thresholds were tuned on the other folds only."
+    y_true, y_score = np.asarray(y_true), np.asarray(y_score, dtype=float)
+    order = np.random.default_rng(seed).permutation(len(y_true))
+    y_pred = np.zeros(y_score.shape, dtype=int)
+    for fold in np.array_split(order, folds):
+        rest = np.setdiff1d(order, fold)
+        y_pred[fold] = y_score[fold] >= tune_thresholds(y_true[rest], y_score[rest])
+    return y_pred
+
+# %% ../nbs/04_evaluate.ipynb #21383eaf
+def save_thresholds(path: str | Path, thresholds: Sequence[float], classes: Sequence[str]) -> Path:
+    "Write per-class thresholds with their class names as JSON."
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"classes": list(classes), "thresholds": [float(t) for t in thresholds]}, indent=1))
+    return path
+
+
+def load_thresholds(path: str | Path, classes: Sequence[str]) -> np.ndarray:
+    "Per-class thresholds from a JSON file written by `save_thresholds`, checked against `classes`."
+    saved = json.loads(Path(path).read_text())
+    if list(saved.get("classes", [])) != list(classes) or len(saved.get("thresholds", [])) != len(classes):
+        raise ValueError(f"{path}: thresholds are for classes {saved.get('classes')}, not for this model's {list(classes)}")
+    return np.asarray(saved["thresholds"], dtype=float)
+
+# %% ../nbs/04_evaluate.ipynb #162d434a
 def write_answer(path: str | Path, ids: Sequence[str], y_pred: np.ndarray) -> Path:
     "Write the challenge's answer.txt: `<id> 0 1 0 ...` per video, classes in index order."
     path, y_pred = Path(path), np.asarray(y_pred).astype(int)
@@ -91,7 +122,7 @@ def read_answer(path: str | Path, num_classes: int | None = None) -> tuple[list[
         raise ValueError(f"{path}: lines have different numbers of classes")
     return ids, np.array(rows, dtype=int)
 
-# %% ../nbs/04_evaluate.ipynb #21383eaf
+# %% ../nbs/04_evaluate.ipynb #ca61307e
 def resolve_device(device: str = "auto") -> torch.device:
     "'auto' is CUDA when available, else CPU."
     return torch.device("cuda" if device == "auto" and torch.cuda.is_available() else "cpu" if device == "auto" else device)
@@ -125,3 +156,55 @@ def predict(model: nn.Module, dataset, num_clips: int | None = 5, reduce: str = 
         scores.append((probs.mean(1) if reduce == "mean" else probs.amax(1)).cpu())
         ids += list(batch_ids)
     return ids, torch.cat(scores).numpy() if scores else np.zeros((0, len(dataset.classes)))
+
+# %% ../nbs/04_evaluate.ipynb #0a3eb079
+def save_scores(path: str | Path, ids: Sequence[str], scores: np.ndarray, classes: Sequence[str],
+                targets: np.ndarray | None = None, thresholds: float | Sequence[float] = 0.5) -> Path:
+    "Write ids, scores (N, C), class names, thresholds and, for labelled splits, targets (N, C) to an .npz file."
+    path, scores = Path(path), np.asarray(scores, dtype=np.float32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arrays = dict(ids=np.asarray(ids, dtype=str), scores=scores, classes=np.asarray(classes, dtype=str),
+                  thresholds=np.broadcast_to(np.asarray(thresholds, dtype=np.float32), scores.shape[1:]))
+    if targets is not None:
+        arrays["targets"] = np.asarray(targets, dtype=np.uint8)
+    np.savez_compressed(path, **arrays)
+    return path
+
+
+def load_scores(path: str | Path) -> dict:
+    "The arrays of a scores.npz as a dict, shapes checked; `targets` is None for an unlabelled split."
+    with np.load(path) as f:
+        data = {k: f[k] for k in f.files}
+    missing = {"ids", "scores", "classes", "thresholds"} - set(data)
+    if missing:
+        raise ValueError(f"{path}: not a tinyaction scores file, missing {sorted(missing)}")
+    n, c = data["scores"].shape
+    targets = data.get("targets")
+    if len(data["ids"]) != n or len(data["classes"]) != c or (targets is not None and targets.shape != (n, c)):
+        raise ValueError(f"{path}: inconsistent shapes: {len(data['ids'])} ids, scores {(n, c)}, "
+                         f"{len(data['classes'])} classes, targets {None if targets is None else targets.shape}")
+    return {"ids": data["ids"].tolist(), "scores": data["scores"], "classes": data["classes"].tolist(),
+            "thresholds": data["thresholds"], "targets": targets}
+
+# %% ../nbs/04_evaluate.ipynb #ae3323ed
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
+    "The network a training checkpoint describes, weights loaded and in eval mode, and its config, classes and epoch."
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    state = torch.load(path, map_location=device, weights_only=False)
+    missing = {"model", "config", "classes", "epoch"} - set(state) if isinstance(state, dict) else {"model"}
+    if missing:
+        raise ValueError(f"{path}: not a tinyaction training checkpoint (missing {sorted(missing)}); "
+                         "for bare weights use tinyaction.models.load_pretrained")
+    model = get_model(state["config"]["arch"], num_classes=len(state["classes"]))
+    model.load_state_dict(state["model"])
+    return model.eval(), {"config": state["config"], "classes": list(state["classes"]), "epoch": state["epoch"]}
+
+
+def evaluation_dataset(info: dict, data_dir: str | Path | None, split: str) -> TinyVirat:
+    "A split sampled as the checkpoint was trained: its clip length, input size and class order."
+    config = info["config"]
+    root = resolve_data_dir(data_dir if data_dir is not None else config["data_dir"])
+    return TinyVirat(root, split, clip_len=config["clip_len"], size=config["size"], train=False,
+                     sampling=config.get("sampling", "random"), classes=info["classes"], seed=config["seed"])

@@ -11,6 +11,7 @@ import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -18,15 +19,14 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-import tinyaction
-from .data import ClipNormalize, TinyVirat, collate_clips, make_synthetic, multi_hot
+from .data import ClipNormalize, TinyVirat, collate_clips, multi_hot, resolve_data_dir
 from .evaluate import multilabel_metrics, predict, resolve_device
 from .losses import AsymmetricLoss
 from .models import get_model, load_pretrained
 
 # %% auto #0
-__all__ = ['TrainConfig', 'default_data_root', 'resolve_data_dir', 'build_loss', 'build_scheduler', 'save_atomic',
-           'NonFiniteLossError', 'train_one_epoch', 'fit']
+__all__ = ['CACHE_AUTO_BYTES', 'TrainConfig', 'build_loss', 'build_scheduler', 'save_atomic', 'NonFiniteLossError',
+           'train_one_epoch', 'fit']
 
 # %% ../nbs/03_train.ipynb #7bd325c4
 @dataclass
@@ -36,13 +36,13 @@ class TrainConfig:
     out_dir: str = "runs/demo"
     arch: str = "r2plus1d_tiny"
     pretrained: str | None = None
-    clip_len: int = 16
-    size: int = 48
-    epochs: int = 8
+    clip_len: int = 8
+    size: int = 32
+    epochs: int = 20
     batch_size: int = 16
     lr: float = 3e-3
     weight_decay: float = 0.05
-    loss: str = "asl"
+    loss: str = "bce"
     gamma_neg: float = 4.0
     gamma_pos: float = 1.0
     clip: float = 0.05
@@ -53,21 +53,11 @@ class TrainConfig:
     resume: str | None = None
     warmup_epochs: float = 1.0
     grad_clip: float = 5.0
+    sampling: str = "segments"
     val_clips: int = 1
+    val_sampling: str = "uniform"
     skip_errors: bool = False
-
-
-def default_data_root() -> Path:
-    "Where generated datasets live: the repository's data/ in a checkout, else ~/.cache/tinyaction."
-    repo_data = Path(tinyaction.__file__).resolve().parents[1] / "data"
-    return repo_data if repo_data.is_dir() else Path.home() / ".cache" / "tinyaction"
-
-
-def resolve_data_dir(data_dir: str | None) -> Path:
-    "The dataset folder to use: the given one, or the synthetic dataset (made on first use)."
-    if data_dir is not None:
-        return Path(data_dir)
-    return make_synthetic(default_data_root() / "synthetic", n_train=800, n_val=200, n_test=200, seed=0)
+    cache: bool | str = "auto"
 
 # %% ../nbs/03_train.ipynb #0dec6b7a
 def build_loss(config: TrainConfig) -> nn.Module:
@@ -126,12 +116,32 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, criterion: nn.Module, 
     return {"train_loss": total / max(batches, 1), "seen": seen}
 
 # %% ../nbs/03_train.ipynb #3b4b4b5a
+def _workers(dataset: TinyVirat, config: TrainConfig) -> int:
+    "Loader processes: none for a cached split, whose items are cheap slices of memory."
+    return 0 if dataset.videos is not None else config.num_workers
+
+
 def _loader(dataset, config: TrainConfig, shuffle: bool, epoch: int, device: torch.device) -> DataLoader:
     "A DataLoader whose order and worker seeds depend only on (seed, epoch)."
     generator = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
-    return DataLoader(dataset, batch_size=config.batch_size, shuffle=shuffle, num_workers=config.num_workers,
+    return DataLoader(dataset, batch_size=config.batch_size, shuffle=shuffle, num_workers=_workers(dataset, config),
                       collate_fn=collate_clips, pin_memory=device.type == "cuda", drop_last=shuffle,
                       persistent_workers=False, generator=generator)
+
+
+CACHE_AUTO_BYTES = 4 * 2**30
+
+
+def _cache_if_asked(datasets: Sequence[TinyVirat], cache: bool | str, workers: int):
+    "Cache the splits in memory when asked, or with 'auto' when they need at most CACHE_AUTO_BYTES."
+    if cache not in (True, False, "auto"):
+        raise ValueError(f"cache must be True, False or 'auto', got {cache!r}")
+    need = sum(d.cache_nbytes() for d in datasets)
+    if cache is True or (cache == "auto" and need <= CACHE_AUTO_BYTES):
+        start = time.time()
+        for d in datasets:
+            d.cache(workers=max(workers, 1))
+        print(f"cached {sum(len(d) for d in datasets)} videos in memory ({need / 1e6:.0f} MB, {time.time() - start:.0f} s)")
 
 
 def _resume_path(config: TrainConfig) -> Path | None:
@@ -154,8 +164,9 @@ def fit(config: TrainConfig, stop_after_epochs: int | None = None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     root = resolve_data_dir(config.data_dir)
     common = dict(clip_len=config.clip_len, size=config.size, skip_errors=config.skip_errors, seed=config.seed)
-    train_set = TinyVirat(root, "train", **common)
-    val_set = TinyVirat(root, "val", classes=train_set.classes, **common)
+    train_set = TinyVirat(root, "train", sampling=config.sampling, **common)
+    val_set = TinyVirat(root, "val", classes=train_set.classes, sampling=config.val_sampling, **common)
+    _cache_if_asked((train_set, val_set), config.cache, config.num_workers)
     model = get_model(config.arch, num_classes=len(train_set.classes))
     if config.pretrained:
         print(load_pretrained(model, config.pretrained))
@@ -188,7 +199,7 @@ def fit(config: TrainConfig, stop_after_epochs: int | None = None) -> dict:
         stats = train_one_epoch(model, _loader(train_set, config, True, epoch, device), criterion, optimizer, scheduler,
                                 device, config.amp, config.grad_clip, epoch)
         ids, scores = predict(model, val_set, num_clips=config.val_clips, batch_size=config.batch_size,
-                              num_workers=config.num_workers, device=device, progress=False)
+                              num_workers=_workers(val_set, config), device=device, progress=False)
         targets = np.stack([val_targets[i] for i in ids])
         metrics = multilabel_metrics(targets, scores, class_names=val_set.classes)
         skipped = len(train_set) - len(stats["seen"]) - len(train_set) % config.batch_size

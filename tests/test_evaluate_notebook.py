@@ -1,0 +1,69 @@
+"nbs/04_evaluate.ipynb run headlessly by papermill: val (Table 1, metrics, thresholds) then test (answer.txt)."
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import run_papermill
+from tinyaction.data import load_split, multi_hot
+from tinyaction.evaluate import evaluation_dataset, load_checkpoint, load_scores, load_thresholds, predict, read_answer
+from tinyaction.train import TrainConfig, fit
+
+
+@pytest.fixture(scope="module")
+def checkpoint(synthetic_root, tmp_path_factory):
+    out = tmp_path_factory.mktemp("trained")
+    fit(TrainConfig(data_dir=str(synthetic_root), out_dir=str(out), clip_len=4, size=16, epochs=1, batch_size=4,
+                    num_workers=0))
+    return out / "checkpoint_best.pt"
+
+
+@pytest.mark.slow
+def test_val_then_test_runs_write_what_they_promise(synthetic_root, checkpoint, tmp_path):
+    val_out, test_out = tmp_path / "val", tmp_path / "test"
+    result = run_papermill("04_evaluate.ipynb", tmp_path / "val.ipynb", ("checkpoint", checkpoint), ("split", "val"),
+                           ("num_clips", 3), ("out_dir", val_out), ("batch_size", 4), ("num_workers", 0))
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((val_out / "metrics.json").read_text())
+    assert metrics["split"] == "val" and metrics["num_clips"] == 3 and metrics["videos"] == 8
+    assert 0 <= metrics["macro_f1"] <= 1 and 0 <= metrics["single_clip"]["macro_f1"] <= 1
+    assert len(metrics["per_class"]) == 10
+    gain = metrics["threshold_gain"]
+    assert gain["tuned_in_sample"] >= gain["fixed_0.5"] and gain["tuned_in_sample"] >= gain["tuned_cross_fit"]
+
+    scores = load_scores(val_out / "scores.npz")
+    records = load_split(synthetic_root, "val")
+    assert scores["ids"] == [r.id for r in records]
+    np.testing.assert_array_equal(scores["targets"], np.stack([multi_hot(r, scores["classes"]) for r in records]))
+    model, info = load_checkpoint(checkpoint)
+    _, expected = predict(model, evaluation_dataset(info, None, "val"), num_clips=3, progress=False)
+    np.testing.assert_allclose(scores["scores"], expected, atol=1e-5)
+    executed = (tmp_path / "val.ipynb").read_text()
+    assert "Table 1 for this run" in executed and "macro F1 by threshold" in executed and "wall time" in executed
+
+    result = run_papermill("04_evaluate.ipynb", tmp_path / "test.ipynb", ("checkpoint", checkpoint), ("split", "test"),
+                           ("thresholds", val_out / "thresholds.json"), ("out_dir", test_out), ("num_workers", 0))
+    assert result.returncode == 0, result.stderr[-3000:]
+    ids, answers = read_answer(test_out / "answer.txt", num_classes=10)
+    test_scores = load_scores(test_out / "scores.npz")
+    assert ids == [r.id for r in load_split(synthetic_root, "test")] == test_scores["ids"]
+    assert test_scores["targets"] is None
+    thresholds = load_thresholds(val_out / "thresholds.json", scores["classes"])
+    np.testing.assert_array_equal(answers, test_scores["scores"] >= thresholds.astype(np.float32))
+
+
+@pytest.mark.slow
+def test_a_missing_checkpoint_fails_the_run_with_its_path(tmp_path):
+    result = run_papermill("04_evaluate.ipynb", tmp_path / "out.ipynb", ("checkpoint", tmp_path / "nope.pt"),
+                           ("out_dir", tmp_path / "eval"))
+    assert result.returncode != 0
+    assert f"checkpoint not found: {tmp_path / 'nope.pt'}" in result.stderr + result.stdout
+
+
+def test_load_checkpoint_rebuilds_the_trained_network(checkpoint):
+    model, info = load_checkpoint(checkpoint)
+    state = torch.load(checkpoint, weights_only=False)
+    assert info["classes"] == state["classes"] and info["config"]["arch"] == "r2plus1d_tiny"
+    assert all(torch.equal(v, state["model"][k]) for k, v in model.state_dict().items())
+    assert not model.training

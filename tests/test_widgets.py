@@ -1,0 +1,169 @@
+"ClipBrowser and ErrorExplorer driven as objects: set filters, step, and check what they display."
+import io
+import json
+
+import av
+import numpy as np
+import pytest
+
+from conftest import REPO_ROOT
+from tinyaction.data import load_split, multi_hot, write_video
+from tinyaction.evaluate import save_scores
+from tinyaction.widgets import ClipBrowser, ErrorExplorer, false_positive_cooccurrence
+
+SAMPLE = REPO_ROOT / "data" / "sample"
+
+
+def video_shape(data: bytes) -> tuple:
+    "(frames, height, width) of MP4 bytes, decoded by PyAV."
+    with av.open(io.BytesIO(data)) as container:
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    return (len(frames), *frames[0].shape[:2])
+
+
+@pytest.fixture(scope="module")
+def scored(tmp_path_factory):
+    "Deterministic scores over the sample's val split: a scores.npz as 04_evaluate writes it."
+    records = load_split(SAMPLE, "val")
+    classes = json.loads((SAMPLE / "class_map.json").read_text())
+    classes = sorted(classes, key=classes.get)
+    targets = np.stack([multi_hot(r, classes) for r in records])
+    rng = np.random.default_rng(0)
+    scores = np.clip(0.35 * targets + rng.uniform(0, 0.6, targets.shape), 0, 1).astype(np.float32)
+    path = save_scores(tmp_path_factory.mktemp("scores") / "scores.npz", [r.id for r in records], scores, classes, targets)
+    return path, records, classes, targets, scores
+
+
+def test_browser_without_scores_filters_by_class_and_truth():
+    browser = ClipBrowser(SAMPLE, "train")
+    records = load_split(SAMPLE, "train")
+    assert [r.id for r in browser.selection] == [r.id for r in records]
+    assert browser.error.options == ("all",) and browser.order.options == ("dataset order",)
+    browser.class_filter.value = "activity_standing"
+    browser.truth.value = "has the class"
+    expected = [r.id for r in records if "activity_standing" in r.labels]
+    assert [r.id for r in browser.selection] == expected
+    browser.truth.value = "lacks the class"
+    assert [r.id for r in browser.selection] == [r.id for r in records if "activity_standing" not in r.labels]
+    assert browser.status.value == f"{len(browser.selection)} of 20 clips"
+
+
+def test_stepping_and_what_is_displayed():
+    browser = ClipBrowser(SAMPLE, "train", input_size=112)
+    first = browser.current
+    browser.step(-1)
+    assert browser.current is first
+    browser.next_button.click()
+    second = browser.current
+    assert second is browser.selection[1] and browser.position.value == 1
+    assert f"<b>{second.id}</b>" in browser.info.value
+    assert f"{second.width}x{second.height} px, {second.frames} frames" in browser.info.value
+    assert all(label in browser.info.value for label in second.labels)
+    frames, height, width = video_shape(browser.native_video.value)
+    zoom = height // second.height
+    assert frames == second.frames and zoom % 2 == 0 and (height, width) == (second.height * zoom, second.width * zoom)
+    assert video_shape(browser.input_video.value) == (second.frames, 224, 224)
+    browser.previous_button.click()
+    assert browser.current is first
+    browser.position.value = browser.position.max
+    browser.step(1)
+    assert browser.current is browser.selection[-1]
+
+
+def test_false_negatives_worst_first_and_errors_in_colour(scored):
+    path, records, classes, targets, scores = scored
+    browser = ClipBrowser(SAMPLE, "val", scores=path)
+    c = int(np.argmax(targets.sum(0)))
+    browser.show(classes[c], "false negatives")
+    missed = np.flatnonzero(targets[:, c].astype(bool) & (scores[:, c] < 0.5))
+    worst_first = missed[np.argsort(-(1 - scores[missed, c]), kind="stable")]
+    assert len(worst_first) >= 2, "the fixture must give this class missed clips"
+    assert [r.id for r in browser.selection] == [records[i].id for i in worst_first]
+    assert "darkorange" in browser.info.value and browser.current.id == records[worst_first[0]].id
+    browser.error.value = "false positives"
+    wrong = np.flatnonzero(~targets[:, c].astype(bool) & (scores[:, c] >= 0.5))
+    assert len(wrong) >= 1 and "color:red" in browser.info.value
+    assert sorted(r.id for r in browser.selection) == sorted(records[i].id for i in wrong)
+    browser.order.value = "score"
+    shown = [scores[[r.id for r in records].index(s.id), c] for s in browser.selection]
+    assert shown == sorted(shown, reverse=True)
+
+
+def test_an_empty_selection_clears_the_display(scored):
+    path, *_ = scored
+    browser = ClipBrowser(SAMPLE, "val", scores=path)
+    browser.show("activity_standing", "false positives")
+    browser.truth.value = "has the class"  # a false positive never has the class
+    assert browser.selection == [] and browser.current is None
+    assert browser.native_video.value == b"" and browser.strip.value == b""
+    assert "No clip matches" in browser.info.value and browser.status.value.startswith("0 of")
+
+
+def test_a_10x10_clip_is_enlarged_without_blurring(tmp_path):
+    root = tmp_path / "ten"
+    frames = np.zeros((12, 10, 10, 3), np.uint8)
+    frames[:, 2:6, 3:5] = (255, 0, 0)
+    write_video(root / "videos/val/V/000001.mp4", frames, codec="libx264", pix_fmt="yuv444p", crf=0)
+    (root / "class_map.json").write_text(json.dumps({"a": 0, "b": 1}))
+    for split, name in (("train", "tiny_train_v2.json"), ("val", "tiny_val_v2.json"), ("test", "tiny_test_v2_public.json")):
+        rows = [{"id": "000001", "video_id": "V", "path": "V/000001.mp4", "dim": [12, 10, 10], "label": ["a"]}] if split == "val" else []
+        (root / name).write_text(json.dumps(rows))
+    browser = ClipBrowser(root, "val")
+    assert video_shape(browser.native_video.value) == (12, 240, 240)
+    strip = np.asarray(__import__("PIL.Image", fromlist=["Image"]).open(io.BytesIO(browser.strip.value)))
+    assert strip.shape[0] == 240
+    block = strip[2 * 24:6 * 24, 3 * 24:5 * 24]
+    assert (block[..., 0] > 200).all() and (block[..., 1] < 60).all(), "each source pixel must stay a sharp block"
+    assert "10x10 px, 12 frames" in browser.info.value
+
+
+def test_scores_from_another_split_are_refused_with_the_ids(scored, tmp_path):
+    path, *_ = scored
+    with pytest.raises(ValueError, match="scored ids are not in this split"):
+        ClipBrowser(SAMPLE, "train", scores=path)
+
+
+def test_explorer_figures_match_the_scores(scored):
+    path, records, classes, targets, scores = scored
+    explorer = ErrorExplorer(path, root=SAMPLE, split="val")
+    per_class = explorer.metrics["per_class"]
+    assert [t.name for t in explorer.bars.data] == ["precision", "recall", "f1"]
+    assert list(explorer.bars.data[2].y) == [c["f1"] for c in per_class]
+    assert list(explorer.bars.data[0].customdata) == targets.sum(0).tolist()
+    np.testing.assert_array_equal(explorer.cooccurrence.data[0].z, false_positive_cooccurrence(targets, scores >= 0.5))
+    worst = min((c for c in range(len(classes)) if per_class[c]["support"]), key=lambda c: per_class[c]["f1"])
+    assert explorer.class_select.value == classes[worst]
+    c = int(np.argmax(targets.sum(0)))
+    explorer.class_select.value = classes[c]
+    truth = targets[:, c].astype(bool)
+    np.testing.assert_allclose(sorted(explorer.histogram.data[0].x), sorted(scores[truth, c]))
+    np.testing.assert_allclose(sorted(explorer.histogram.data[1].x), sorted(scores[~truth, c]))
+    assert explorer.browser.class_filter.value == classes[c] and explorer.browser.error.value == "false negatives"
+    explorer.error_type.value = "false positives"
+    assert all(classes[c] not in r.labels for r in explorer.browser.selection)
+
+
+def test_cooccurrence_counts_false_positives_against_true_labels():
+    targets = np.array([[1, 0, 0], [1, 0, 0], [0, 1, 0]])
+    predicted = np.array([[1, 1, 0], [1, 0, 1], [1, 1, 0]])
+    expected = np.array([[0, 1, 0], [1, 0, 0], [1, 0, 0]])
+    np.testing.assert_array_equal(false_positive_cooccurrence(targets, predicted), expected)
+
+
+def test_a_class_with_no_positives(scored, tmp_path):
+    path, records, classes, targets, scores = scored
+    absent = int(np.argmin(targets.sum(0)))
+    targets = targets.copy()
+    targets[:, absent] = 0
+    no_pos = save_scores(tmp_path / "s.npz", [r.id for r in records], scores, classes, targets)
+    explorer = ErrorExplorer(no_pos, root=None)
+    explorer.class_select.value = classes[absent]
+    assert len(explorer.histogram.data[0].x) == 0 and len(explorer.histogram.data[1].x) == len(records)
+    assert explorer.metrics["per_class"][absent]["f1"] == 0.0 and explorer.browser is None
+
+
+def test_explorer_refuses_an_unlabelled_split(scored, tmp_path):
+    path, records, classes, targets, scores = scored
+    test_scores = save_scores(tmp_path / "test.npz", [r.id for r in records], scores, classes)
+    with pytest.raises(ValueError, match="no targets"):
+        ErrorExplorer(test_scores)
