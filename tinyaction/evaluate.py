@@ -13,7 +13,7 @@ from typing import Sequence
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
 
 from .data import ClipNormalize, TinyVirat, collate_clips, multi_hot, resolve_data_dir
@@ -130,8 +130,9 @@ def resolve_device(device: str = "auto") -> torch.device:
 
 @torch.no_grad()
 def predict(model: nn.Module, dataset, num_clips: int | None = 5, reduce: str = "mean", batch_size: int = 8,
-            num_workers: int = 0, device: str | torch.device = "auto", progress: bool = True) -> tuple[list[str], np.ndarray]:
-    "Ids and per-video sigmoid scores (N, C), reduced over `num_clips` sampled clips per video."
+            num_workers: int = 0, device: str | torch.device = "auto", progress: bool = True,
+            indices: Sequence[int] | None = None) -> tuple[list[str], np.ndarray]:
+    "Ids and per-video sigmoid scores (N, C), reduced over `num_clips` sampled clips per video (of `indices` only, if given)."
     if reduce not in ("mean", "max"):
         raise ValueError(f"reduce must be 'mean' or 'max', got {reduce!r}")
     if num_clips is not None and num_clips != dataset.num_clips:
@@ -140,7 +141,8 @@ def predict(model: nn.Module, dataset, num_clips: int | None = 5, reduce: str = 
     device = resolve_device(device) if isinstance(device, str) else device
     model = model.to(device).eval()
     normalize = ClipNormalize().to(device)
-    loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_clips,
+    items = dataset if indices is None else Subset(dataset, list(indices))
+    loader = DataLoader(items, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_clips,
                         pin_memory=device.type == "cuda")
     ids, scores = [], []
     for batch in tqdm(loader, desc="predict", disable=not progress, mininterval=5):

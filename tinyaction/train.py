@@ -5,18 +5,22 @@
 # %% ../nbs/03_train.ipynb #1c9663b1
 from __future__ import annotations
 
+import argparse
+import ast
 import json
 import math
 import os
+import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
 
 from .data import ClipNormalize, TinyVirat, collate_clips, multi_hot, resolve_data_dir
@@ -26,7 +30,7 @@ from .models import get_model, load_pretrained
 
 # %% auto #0
 __all__ = ['CACHE_AUTO_BYTES', 'TrainConfig', 'build_loss', 'build_scheduler', 'save_atomic', 'NonFiniteLossError',
-           'train_one_epoch', 'fit']
+           'train_one_epoch', 'fit', 'main']
 
 # %% ../nbs/03_train.ipynb #7bd325c4
 @dataclass
@@ -58,6 +62,8 @@ class TrainConfig:
     val_sampling: str = "uniform"
     skip_errors: bool = False
     cache: bool | str = "auto"
+    freeze_bn: bool = False
+    sync_bn: bool = True
 
 # %% ../nbs/03_train.ipynb #0dec6b7a
 def build_loss(config: TrainConfig) -> nn.Module:
@@ -91,9 +97,13 @@ class NonFiniteLossError(RuntimeError):
 
 
 def train_one_epoch(model: nn.Module, loader: DataLoader, criterion: nn.Module, optimizer: torch.optim.Optimizer,
-                    scheduler, device: torch.device, amp: bool, grad_clip: float, epoch: int) -> dict:
+                    scheduler, device: torch.device, amp: bool, grad_clip: float, epoch: int,
+                    freeze_bn: bool = False) -> dict:
     "Train for one pass over `loader`; returns mean loss and the ids seen."
     model.train()
+    for m in model.modules() if freeze_bn else ():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.eval()
     normalize = ClipNormalize().to(device)
     total, batches, seen = 0.0, 0, []
     for batch in tqdm(loader, desc=f"epoch {epoch}", leave=False, mininterval=10):
@@ -121,12 +131,16 @@ def _workers(dataset: TinyVirat, config: TrainConfig) -> int:
     return 0 if dataset.videos is not None else config.num_workers
 
 
-def _loader(dataset, config: TrainConfig, shuffle: bool, epoch: int, device: torch.device) -> DataLoader:
-    "A DataLoader whose order and worker seeds depend only on (seed, epoch)."
-    generator = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
-    return DataLoader(dataset, batch_size=config.batch_size, shuffle=shuffle, num_workers=_workers(dataset, config),
-                      collate_fn=collate_clips, pin_memory=device.type == "cuda", drop_last=shuffle,
-                      persistent_workers=False, generator=generator)
+def _loader(dataset: TinyVirat, config: TrainConfig, epoch: int, device: torch.device, rank: int = 0,
+            world: int = 1) -> DataLoader:
+    "This rank's share of epoch `epoch`: order and clips depend only on (seed, epoch), not on the world size."
+    if config.batch_size % world:
+        raise ValueError(f"batch_size {config.batch_size} (the global batch) must be divisible by the world size {world}")
+    dataset.set_epoch(epoch)
+    sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=config.seed, drop_last=True)
+    sampler.set_epoch(epoch)
+    return DataLoader(dataset, batch_size=config.batch_size // world, sampler=sampler, num_workers=_workers(dataset, config),
+                      collate_fn=collate_clips, pin_memory=device.type == "cuda", drop_last=True)
 
 
 CACHE_AUTO_BYTES = 4 * 2**30
@@ -156,10 +170,42 @@ def _resume_path(config: TrainConfig) -> Path | None:
     return path
 
 
-def fit(config: TrainConfig, stop_after_epochs: int | None = None) -> dict:
-    "Train and validate as configured; returns the final metrics (also written to out_dir/metrics.json)."
-    torch.manual_seed(config.seed)
+def _init_distributed(config: TrainConfig) -> tuple[int, int, torch.device]:
+    "(rank, world size, device): from torchrun's environment (NCCL on GPUs, gloo on CPU), or (0, 1, device)."
+    rank, world, local_rank = (int(os.environ.get(k, d)) for k, d in (("RANK", 0), ("WORLD_SIZE", 1), ("LOCAL_RANK", 0)))
     device = resolve_device(config.device)
+    if world > 1 and device.type == "cuda":
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return rank, world, device
+
+
+def _gather_predictions(ids: list[str], scores: np.ndarray, dataset: TinyVirat, world: int) -> tuple[list[str], np.ndarray]:
+    "Every rank's (ids, scores), back in dataset order."
+    if world == 1:
+        return ids, scores
+    shards = [None] * world
+    dist.all_gather_object(shards, (ids, scores))
+    order = {r.id: i for i, r in enumerate(dataset.records)}
+    rows = sorted((order[i], i, row) for shard_ids, shard_scores in shards for i, row in zip(shard_ids, shard_scores))
+    return [i for _, i, _ in rows], np.stack([row for _, _, row in rows])
+
+
+def _across_ranks(values: list[float], world: int) -> list[float]:
+    "Sums of `values` over the ranks."
+    if world == 1:
+        return values
+    total = torch.tensor(values, dtype=torch.float64)
+    dist.all_reduce(total)
+    return total.tolist()
+
+
+def fit(config: TrainConfig, stop_after_epochs: int | None = None) -> dict:
+    "Train and validate as configured (on every process torchrun starts); returns the final metrics."
+    torch.manual_seed(config.seed)
+    rank, world, device = _init_distributed(config)
     out = Path(config.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     root = resolve_data_dir(config.data_dir)
@@ -171,6 +217,10 @@ def fit(config: TrainConfig, stop_after_epochs: int | None = None) -> dict:
     if config.pretrained:
         print(load_pretrained(model, config.pretrained))
     model.to(device)
+    if world > 1 and config.sync_bn and device.type == "cuda":
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) \
+        if world > 1 else model
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay,
                                   fused=device.type == "cuda")
     steps_per_epoch = len(train_set) // config.batch_size
@@ -186,32 +236,38 @@ def fit(config: TrainConfig, stop_after_epochs: int | None = None) -> dict:
         torch.set_rng_state(state["rng"]["torch"])
         start_epoch, best_f1, best_epoch = state["epoch"] + 1, state["best_f1"], state["best_epoch"]
         print(f"resumed from {resume_from} at epoch {start_epoch}")
-    (out / "config.json").write_text(json.dumps(asdict(config), indent=1))
     history_path = out / "history.jsonl"
-    if not resume_from:
-        history_path.write_text("")
+    if rank == 0:
+        (out / "config.json").write_text(json.dumps(asdict(config), indent=1))
+        if not resume_from:
+            history_path.write_text("")
     val_targets = {r.id: multi_hot(r, val_set.classes) for r in val_set.records}
     metrics, started = None, time.time()
     for epoch in range(start_epoch, config.epochs):
         if stop_after_epochs is not None and epoch >= start_epoch + stop_after_epochs:
             break
         epoch_start = time.time()
-        stats = train_one_epoch(model, _loader(train_set, config, True, epoch, device), criterion, optimizer, scheduler,
-                                device, config.amp, config.grad_clip, epoch)
+        loader = _loader(train_set, config, epoch, device, rank, world)
+        stats = train_one_epoch(net, loader, criterion, optimizer, scheduler, device, config.amp, config.grad_clip, epoch,
+                                config.freeze_bn)
         ids, scores = predict(model, val_set, num_clips=config.val_clips, batch_size=config.batch_size,
-                              num_workers=_workers(val_set, config), device=device, progress=False)
+                              num_workers=_workers(val_set, config), device=device, progress=False,
+                              indices=range(rank, len(val_set), world))
+        ids, scores = _gather_predictions(ids, scores, val_set, world)
         targets = np.stack([val_targets[i] for i in ids])
         metrics = multilabel_metrics(targets, scores, class_names=val_set.classes)
-        skipped = len(train_set) - len(stats["seen"]) - len(train_set) % config.batch_size
-        row = {"epoch": epoch, "train_loss": stats["train_loss"], "lr": scheduler.get_last_lr()[0],
-               "seconds": round(time.time() - epoch_start, 1), "skipped_train": max(skipped, 0),
+        seen, loss = _across_ranks([len(stats["seen"]), stats["train_loss"]], world)
+        row = {"epoch": epoch, "train_loss": loss / world, "lr": scheduler.get_last_lr()[0],
+               "seconds": round(time.time() - epoch_start, 1), "skipped_train": len(loader) * config.batch_size - int(seen),
                "skipped_val": len(val_set) - len(ids), **{k: v for k, v in metrics.items() if k != "per_class"}}
+        if metrics["macro_f1"] > best_f1:
+            best_f1, best_epoch = metrics["macro_f1"], epoch
+        if rank != 0:
+            continue
         with history_path.open("a") as f:
             f.write(json.dumps(row) + "\n")
         print(f"epoch {epoch}: loss {row['train_loss']:.4f}  val macro F1 {row['macro_f1']:.4f}  "
               f"micro F1 {row['micro_f1']:.4f}  ({row['seconds']} s)")
-        if metrics["macro_f1"] > best_f1:
-            best_f1, best_epoch = metrics["macro_f1"], epoch
         checkpoint = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                       "scaler": None, "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state()},
                       "epoch": epoch, "step": (epoch + 1) * steps_per_epoch, "best_f1": best_f1, "best_epoch": best_epoch,
@@ -221,6 +277,30 @@ def fit(config: TrainConfig, stop_after_epochs: int | None = None) -> dict:
             save_atomic(checkpoint, out / "checkpoint_best.pt")
     if metrics is not None:
         final = {**metrics, "best_epoch": best_epoch, "best_macro_f1": best_f1, "train_seconds": round(time.time() - started, 1)}
-        (out / "metrics.json").write_text(json.dumps(final, indent=1))
+        if rank == 0:
+            (out / "metrics.json").write_text(json.dumps(final, indent=1))
         return final
     return json.loads((out / "metrics.json").read_text()) if (out / "metrics.json").is_file() else {}
+
+# %% ../nbs/03_train.ipynb #2d6a5700
+def _parse_value(text: str):
+    "A command-line value as Python: numbers, True/False/None, else the string itself."
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    "`python -m tinyaction.train --name value ...`, alone or under torchrun: `fit` with the notebook's parameters."
+    parser = argparse.ArgumentParser(prog="python -m tinyaction.train", description=main.__doc__)
+    for field in fields(TrainConfig):
+        parser.add_argument(f"--{field.name}", type=_parse_value, default=field.default, metavar="VALUE")
+    metrics = fit(TrainConfig(**vars(parser.parse_args(argv))))
+    if dist.is_initialized():
+        dist.destroy_process_group()
+    return metrics
+
+
+if __name__ == "__main__" and sys.argv[0] == globals().get("__file__"):  # `python -m`, not a notebook kernel
+    main()
