@@ -38,14 +38,15 @@ def test_two_gloo_processes_match_one_process(synthetic_root, tmp_path):
     train(options(synthetic_root, tmp_path / "two"), processes=2)
     one, two = weights(tmp_path / "one"), weights(tmp_path / "two")
     # Same batches, clips and initialisation; only the order of float additions differs (gloo's all-reduce of
-    # two half-batch gradients against one sum). Measured: at most 3e-6 apart after 8 AdamW steps at lr 1e-3
-    # (at lr 1e-2, Adam's division by the gradient scale grows the same rounding to 6e-3). Tolerance 1e-4.
-    assert all(torch.allclose(one[k].float(), two[k].float(), atol=1e-4) for k in one)
+    # two half-batch gradients against one sum, one thread per process against two). AdamW divides each update
+    # by the gradient's running scale, so rounding in near-zero gradients grows: after 8 steps at lr 1e-3 the
+    # weights were measured 3e-6 to 7e-4 apart (weights of order 0.3), depending on the generated clips.
+    assert all(torch.allclose(one[k].float(), two[k].float(), atol=2e-3) for k in one)
     scores = []
     for run in ("one", "two"):
         model, info = load_checkpoint(tmp_path / run / "checkpoint_last.pt")
         scores.append(predict(model, evaluation_dataset(info, None, "val"), num_clips=2, progress=False)[1])
-    np.testing.assert_allclose(scores[0], scores[1], atol=1e-4)
+    np.testing.assert_allclose(scores[0], scores[1], atol=1e-3)
     m1, m2 = (json.loads((tmp_path / run / "metrics.json").read_text()) for run in ("one", "two"))
     for key in ("macro_f1", "micro_f1", "samples_f1", "macro_precision", "macro_recall"):
         assert m1[key] == pytest.approx(m2[key], abs=1e-9), key
@@ -63,7 +64,7 @@ def test_a_one_process_checkpoint_resumes_under_two_processes(synthetic_root, tm
     result = train(options(synthetic_root, tmp_path / "resumed", resume="auto"), processes=2)
     assert "resumed from" in result.stdout
     a, b = weights(tmp_path / "straight"), weights(tmp_path / "resumed")
-    assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-4) for k in a)
+    assert all(torch.allclose(a[k].float(), b[k].float(), atol=2e-3) for k in a)
 
 
 def test_the_global_batch_must_split_evenly(synthetic_root, tmp_path):
