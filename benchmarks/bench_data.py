@@ -22,7 +22,8 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from tinyaction.data import TinyVirat, collate_clips, default_data_root, load_split, make_synthetic, multi_hot, sample_indices
+from tinyaction.data import (TinyVirat, collate_clips, default_data_root, load_class_map, load_split, make_synthetic,
+                             multi_hot, sample_indices)
 
 
 class NaiveClips(Dataset):
@@ -30,7 +31,7 @@ class NaiveClips(Dataset):
 
     def __init__(self, root: Path, clip_len: int, size: int):
         self.records, self.clip_len, self.size = load_split(root, "train"), clip_len, size
-        self.classes = json.loads((root / "class_map.json").read_text())
+        self.classes = load_class_map(root)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -42,7 +43,7 @@ class NaiveClips(Dataset):
         picks = sample_indices(len(frames), self.clip_len, "random", rng=np.random.default_rng(index))[0]
         resized = [np.asarray(Image.fromarray(frames[i]).resize((self.size, self.size), Image.BILINEAR)) for i in picks]
         clip = torch.from_numpy(np.stack(resized)).permute(3, 0, 1, 2)
-        return clip, torch.from_numpy(multi_hot(record, sorted(self.classes, key=self.classes.get))), record.id
+        return clip, torch.from_numpy(multi_hot(record, self.classes)), record.id
 
 
 def clips_per_second(dataset: Dataset, workers: int, batch_size: int) -> float:

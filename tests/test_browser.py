@@ -73,11 +73,11 @@ def jupyterlab(tmp_path):
 
 def write_notebook(folder) -> str:
     "A small notebook that shows a ClipBrowser and an ErrorExplorer over the committed sample."
-    from tinyaction.data import load_split, multi_hot
+    from tinyaction.data import load_class_map, load_split, multi_hot
     from tinyaction.evaluate import save_scores
     sample = REPO_ROOT / "data" / "sample"
     records = load_split(sample, "val")
-    classes = [c for c, _ in sorted(json.loads((sample / "class_map.json").read_text()).items(), key=lambda kv: kv[1])]
+    classes = load_class_map(sample)
     targets = np.stack([multi_hot(r, classes) for r in records])
     scores = np.clip(0.35 * targets + np.random.default_rng(0).uniform(0, 0.6, targets.shape), 0, 1)
     save_scores(folder / "scores.npz", [r.id for r in records], scores, classes, targets)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO_ROOT
-from tinyaction.data import load_split, multi_hot, write_video
+from tinyaction.data import load_class_map, load_split, multi_hot, write_video
 from tinyaction.evaluate import save_scores
 from tinyaction.widgets import ClipBrowser, ErrorExplorer, false_positive_cooccurrence
 
@@ -25,8 +25,7 @@ def video_shape(data: bytes) -> tuple:
 def scored(tmp_path_factory):
     "Deterministic scores over the sample's val split: a scores.npz as 04_evaluate writes it."
     records = load_split(SAMPLE, "val")
-    classes = json.loads((SAMPLE / "class_map.json").read_text())
-    classes = sorted(classes, key=classes.get)
+    classes = load_class_map(SAMPLE)
     targets = np.stack([multi_hot(r, classes) for r in records])
     rng = np.random.default_rng(0)
     scores = np.clip(0.35 * targets + rng.uniform(0, 0.6, targets.shape), 0, 1).astype(np.float32)
