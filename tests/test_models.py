@@ -4,7 +4,8 @@ import torch
 from torch import nn
 from torchvision.models.video import resnet as tv
 
-from tinyaction.models import LoadReport, get_model, load_pretrained, r2plus1d_18, r2plus1d_34, r2plus1d_tiny
+from tinyaction.models import (LoadReport, get_model, load_pretrained, r2plus1d_18, r2plus1d_34, r2plus1d_tiny,
+                               torchvision_r2plus1d_34)
 
 
 def randomize_(model: nn.Module, seed: int = 0) -> nn.Module:
@@ -15,17 +16,6 @@ def randomize_(model: nn.Module, seed: int = 0) -> nn.Module:
             if t.is_floating_point():
                 t.copy_(torch.rand(t.shape, generator=g) * 0.5 + 0.75 if "running_var" in name or name.endswith("bn.weight")
                         else torch.randn(t.shape, generator=g) * (0.05 if t.dim() > 1 else 0.1))
-    return model
-
-
-def torchvision_r2plus1d_34_ig65m(num_classes: int) -> nn.Module:
-    "torchvision VideoResNet built as R(2+1)D-34, patched to the IG65M layout (REFERENCE.md §3)."
-    model = tv.VideoResNet(tv.BasicBlock, [tv.Conv2Plus1D] * 4, [3, 4, 6, 3], tv.R2Plus1dStem, num_classes=num_classes)
-    for layer, planes in ((model.layer2, 128), (model.layer3, 256), (model.layer4, 512)):
-        layer[0].conv2[0] = tv.Conv2Plus1D(planes, planes, planes * planes * 27 // (planes * 9 + 3 * planes))
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm3d):
-            m.eps = 1e-3
     return model
 
 
@@ -43,7 +33,7 @@ def test_r2plus1d_18_matches_torchvision():
 
 
 def test_r2plus1d_34_ig65m_matches_patched_torchvision():
-    reference = torchvision_r2plus1d_34_ig65m(359)
+    reference = torchvision_r2plus1d_34(359)
     assert [reference.layer2[0].conv2[0][0].out_channels, reference.layer4[0].conv2[0][0].out_channels] == [288, 1152]
     assert_parity(r2plus1d_34(num_classes=359, ig65m=True), reference, (1, 3, 8, 48, 48))
 
@@ -55,7 +45,7 @@ def test_parameter_counts_match_the_reference_facts():
 
 
 def test_load_pretrained_reports_and_replaces_head(tmp_path):
-    source = randomize_(torchvision_r2plus1d_34_ig65m(359))
+    source = randomize_(torchvision_r2plus1d_34(359))
     torch.save({"model": source.state_dict(), "epoch": 3}, tmp_path / "ig65m.pth")
     model = r2plus1d_34(num_classes=26)
     report = load_pretrained(model, tmp_path / "ig65m.pth")

@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from conftest import run_papermill
-from tinyaction.models import r2plus1d_tiny
-from tinyaction.train import NonFiniteLossError, TrainConfig, fit
+from tinyaction.data import ClipNormalize
+from tinyaction.models import r2plus1d_tiny, to_fast_path
+from tinyaction.train import NonFiniteLossError, TrainConfig, fit, train_one_epoch, train_step
 
 
 def tiny_config(root, out_dir, **kw) -> TrainConfig:
@@ -84,3 +85,41 @@ def test_cache_setting_is_checked_and_does_not_change_the_result(synthetic_root,
     b = torch.load(tmp_path / "streamed/checkpoint_last.pt", weights_only=False)["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert cached["macro_f1"] == streamed["macro_f1"]
+
+
+def test_a_late_nan_names_its_batch_although_losses_are_checked_in_windows():
+    model = r2plus1d_tiny(num_classes=3)
+    clips = torch.randint(0, 256, (2, 3, 4, 16, 16), dtype=torch.uint8)
+    batches = [(clips, torch.full((2, 3), float("nan") if step == 21 else 0.0), [f"clip{step}a", f"clip{step}b"])
+               for step in range(30)]
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    with pytest.raises(NonFiniteLossError, match=r"loss is nan at epoch 2, batch 21 \(ids \['clip21a', 'clip21b'\]"):
+        train_one_epoch(model, batches, torch.nn.BCEWithLogitsLoss(), optimizer, scheduler, torch.device("cpu"),
+                        amp=False, grad_clip=1.0, epoch=2)
+
+
+def test_a_channels_last_step_matches_a_contiguous_step():
+    torch.manual_seed(0)
+    fast, plain = r2plus1d_tiny(num_classes=3), r2plus1d_tiny(num_classes=3)
+    plain.load_state_dict(fast.state_dict())
+    to_fast_path(fast, channels_last=True), to_fast_path(plain, channels_last=False)
+    clips, targets = torch.randint(0, 256, (4, 3, 4, 16, 16), dtype=torch.uint8), (torch.rand(4, 3) < 0.3).float()
+    losses = [train_step(m, clips, targets, torch.nn.BCEWithLogitsLoss(), torch.optim.SGD(m.parameters(), lr=0.1),
+                         ClipNormalize()) for m in (fast, plain)]
+    assert torch.allclose(losses[0], losses[1], atol=1e-6)
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(fast.parameters(), plain.parameters()))
+
+
+def test_fit_honours_the_fast_path_switches_and_checks_workers(synthetic_root, tmp_path):
+    with pytest.raises(ValueError, match="num_workers must be 'auto' or an int >= 0, got -1"):
+        fit(tiny_config(synthetic_root, tmp_path / "bad", num_workers=-1, cache=False))
+    weight = "layer1.0.conv1.0.0.weight"
+    fit(tiny_config(synthetic_root, tmp_path / "fast", epochs=1, num_workers="auto", cache=False))
+    fit(tiny_config(synthetic_root, tmp_path / "plain", epochs=1, channels_last=False))
+    fast = torch.load(tmp_path / "fast/checkpoint_last.pt", weights_only=False)["model"][weight]
+    plain = torch.load(tmp_path / "plain/checkpoint_last.pt", weights_only=False)["model"][weight]
+    assert fast.is_contiguous(memory_format=torch.channels_last_3d) and not fast.is_contiguous()
+    assert plain.is_contiguous()
+    history = [json.loads(l) for l in (tmp_path / "fast/history.jsonl").read_text().splitlines()]
+    assert all(0 <= h["train_seconds"] <= h["seconds"] for h in history)

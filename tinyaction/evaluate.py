@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
 
 from .data import ClipNormalize, TinyVirat, collate_clips, multi_hot, resolve_data_dir
-from .models import get_model
+from .models import clip_format, get_model, to_fast_path
 
 # %% auto #0
 __all__ = ['multilabel_metrics', 'tune_thresholds', 'cross_fit_predictions', 'save_thresholds', 'load_thresholds', 'write_answer',
@@ -153,7 +153,7 @@ def predict(model: nn.Module, dataset, num_clips: int | None = 5, reduce: str = 
         if clips.dim() == 5:
             clips = clips.unsqueeze(1)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            logits = model(normalize(clips.flatten(0, 1)))
+            logits = model(normalize(clips.flatten(0, 1).contiguous(memory_format=clip_format(model))))
         probs = torch.sigmoid(logits.float()).unflatten(0, clips.shape[:2])
         scores.append((probs.mean(1) if reduce == "mean" else probs.amax(1)).cpu())
         ids += list(batch_ids)
@@ -201,7 +201,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tup
                          "for bare weights use tinyaction.models.load_pretrained")
     model = get_model(state["config"]["arch"], num_classes=len(state["classes"]))
     model.load_state_dict(state["model"])
-    return model.eval(), {"config": state["config"], "classes": list(state["classes"]), "epoch": state["epoch"]}
+    return to_fast_path(model, device, channels_last=state["config"].get("channels_last", True)).eval(), {"config": state["config"], "classes": list(state["classes"]), "epoch": state["epoch"]}
 
 
 def evaluation_dataset(info: dict, data_dir: str | Path | None, split: str) -> TinyVirat:

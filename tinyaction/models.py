@@ -16,8 +16,8 @@ from torch import nn
 
 # %% auto #0
 __all__ = ['MODELS', 'HEAD_KEYS', 'midplanes', 'Conv2Plus1D', 'BasicBlock', 'R2Plus1dStem', 'R2Plus1D', 'r2plus1d_18',
-           'r2plus1d_34', 'r2plus1d_tiny', 'get_model', 'count_flops', 'LoadReport', 'read_state_dict',
-           'load_pretrained']
+           'r2plus1d_34', 'r2plus1d_tiny', 'get_model', 'torchvision_r2plus1d_34', 'count_flops', 'to_fast_path',
+           'clip_format', 'LoadReport', 'read_state_dict', 'load_pretrained']
 
 # %% ../nbs/01_models.ipynb #e5b7c9c2
 def midplanes(in_planes: int, out_planes: int, t: int = 3, d: int = 3) -> int:
@@ -139,12 +139,27 @@ def get_model(name: str, **kw) -> R2Plus1D:
     return MODELS[name](**kw)
 
 # %% ../nbs/01_models.ipynb #765c47cc
-def count_flops(model: nn.Module, clip_shape: Sequence[int] = (1, 3, 16, 112, 112)) -> int:
-    "Forward FLOPs (2 per multiply-add of convs and matmuls) of `model` on a clip of `clip_shape`, counted on the meta device."
+def torchvision_r2plus1d_34(num_classes: int = 26, ig65m: bool = True) -> nn.Module:
+    "R(2+1)D-34 assembled from torchvision's `VideoResNet` classes, patched to the IG65M layout when `ig65m`."
+    from torchvision.models.video import resnet as tv
+    model = tv.VideoResNet(tv.BasicBlock, [tv.Conv2Plus1D] * 4, [3, 4, 6, 3], tv.R2Plus1dStem, num_classes=num_classes)
+    if ig65m:
+        for layer, planes in ((model.layer2, 128), (model.layer3, 256), (model.layer4, 512)):
+            layer[0].conv2[0] = tv.Conv2Plus1D(planes, planes, planes * planes * 27 // (planes * 9 + 3 * planes))
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm3d):
+                m.eps = 1e-3
+    return model
+
+# %% ../nbs/01_models.ipynb #2c934ad5
+def count_flops(model: nn.Module, clip_shape: Sequence[int] = (1, 3, 16, 112, 112), backward: bool = False) -> int:
+    "FLOPs (2 per multiply-add of convs and matmuls) of `model`'s forward (and backward) on `clip_shape`, counted on the meta device."
     from torch.utils.flop_counter import FlopCounterMode
     meta_model = _to_meta(model)
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
-        meta_model(torch.empty(*clip_shape, device="meta"))
+    with FlopCounterMode(display=False) as counter, torch.set_grad_enabled(backward):
+        logits = meta_model(torch.empty(*clip_shape, device="meta"))
+        if backward:
+            logits.sum().backward()
     return counter.get_total_flops()
 
 
@@ -152,7 +167,24 @@ def _to_meta(model: nn.Module) -> nn.Module:
     "`model` itself if it is on the meta device, else a meta copy (the deep copy briefly holds the weights twice)."
     return model if next(model.parameters()).device.type == "meta" else copy.deepcopy(model).to("meta")
 
-# %% ../nbs/01_models.ipynb #2c934ad5
+# %% ../nbs/01_models.ipynb #88e07d91
+def to_fast_path(model: nn.Module, device: str | torch.device = "cpu", channels_last: bool = True,
+                 cudnn_benchmark: bool = True) -> nn.Module:
+    "`model` moved to `device`, in channels_last_3d if asked; cuDNN autotuning switched on when on CUDA and asked."
+    device = torch.device(device)
+    model.to(device=device, memory_format=torch.channels_last_3d if channels_last else torch.contiguous_format)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = cudnn_benchmark
+    return model
+
+
+def clip_format(model: nn.Module) -> torch.memory_format:
+    "The memory format `model` wants its clips in: channels_last_3d if its first 5-D weight is stored so, else contiguous."
+    weight = next((p for p in model.parameters() if p.dim() == 5), None)
+    channels_last = weight is not None and not weight.is_contiguous() and weight.is_contiguous(memory_format=torch.channels_last_3d)
+    return torch.channels_last_3d if channels_last else torch.contiguous_format
+
+# %% ../nbs/01_models.ipynb #c0201adf
 HEAD_KEYS = ("fc.weight", "fc.bias")
 _WRAPPER_KEYS = ("state_dict", "model", "model_state_dict", "module")
 _PREFIXES = ("module.", "_orig_mod.")

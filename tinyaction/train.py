@@ -26,11 +26,11 @@ from tqdm.auto import tqdm
 from .data import ClipNormalize, TinyVirat, collate_clips, multi_hot, resolve_data_dir
 from .evaluate import multilabel_metrics, predict, resolve_device
 from .losses import AsymmetricLoss
-from .models import get_model, load_pretrained
+from .models import clip_format, get_model, load_pretrained, to_fast_path
 
 # %% auto #0
-__all__ = ['CACHE_AUTO_BYTES', 'TrainConfig', 'build_loss', 'build_scheduler', 'save_atomic', 'NonFiniteLossError',
-           'train_one_epoch', 'fit', 'main']
+__all__ = ['FINITE_CHECK_EVERY', 'CACHE_AUTO_BYTES', 'TrainConfig', 'build_loss', 'build_scheduler', 'save_atomic',
+           'NonFiniteLossError', 'train_step', 'train_one_epoch', 'auto_workers', 'fit', 'main']
 
 # %% ../nbs/03_train.ipynb #7bd325c4
 @dataclass
@@ -50,7 +50,7 @@ class TrainConfig:
     gamma_neg: float = 4.0
     gamma_pos: float = 1.0
     clip: float = 0.05
-    num_workers: int = 2
+    num_workers: int | str = "auto"
     device: str = "auto"
     amp: bool = True
     seed: int = 0
@@ -64,6 +64,9 @@ class TrainConfig:
     cache: bool | str = "auto"
     freeze_bn: bool = False
     sync_bn: bool = True
+    channels_last: bool = True
+    cudnn_benchmark: bool = True
+    torch_compile: bool = False
 
 # %% ../nbs/03_train.ipynb #0dec6b7a
 def build_loss(config: TrainConfig) -> nn.Module:
@@ -96,6 +99,32 @@ class NonFiniteLossError(RuntimeError):
     "The loss became NaN or infinite; the last good checkpoint is kept."
 
 
+FINITE_CHECK_EVERY = 16
+
+
+def train_step(model: nn.Module, clips: torch.Tensor, targets: torch.Tensor, criterion: nn.Module,
+               optimizer: torch.optim.Optimizer, normalize: nn.Module, amp: bool = True, grad_clip: float = 5.0) -> torch.Tensor:
+    "One optimisation step on a uint8 batch already on the device; returns the loss, detached and not synchronised."
+    clips = normalize(clips.contiguous(memory_format=clip_format(model)))
+    with torch.autocast(clips.device.type, dtype=torch.bfloat16, enabled=amp and clips.device.type == "cuda"):
+        logits = model(clips)
+    loss = criterion(logits.float(), targets) / len(clips)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    return loss.detach()
+
+
+def _check_finite(losses: list[torch.Tensor], batch_ids: list[list[str]], first: int, epoch: int):
+    "Raise NonFiniteLossError for the first batch from `first` on whose loss is NaN or infinite."
+    bad = (~torch.isfinite(torch.stack(losses[first:]))).nonzero()
+    if len(bad):
+        batch = first + int(bad[0])
+        raise NonFiniteLossError(f"loss is {losses[batch].item()} at epoch {epoch}, batch {batch} "
+                                 f"(ids {batch_ids[batch][:4]}...); stopping, the last good checkpoint is kept")
+
+
 def train_one_epoch(model: nn.Module, loader: DataLoader, criterion: nn.Module, optimizer: torch.optim.Optimizer,
                     scheduler, device: torch.device, amp: bool, grad_clip: float, epoch: int,
                     freeze_bn: bool = False) -> dict:
@@ -105,30 +134,42 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, criterion: nn.Module, 
         if isinstance(m, nn.modules.batchnorm._BatchNorm):
             m.eval()
     normalize = ClipNormalize().to(device)
-    total, batches, seen = 0.0, 0, []
+    losses, batch_ids, checked = [], [], 0
     for batch in tqdm(loader, desc=f"epoch {epoch}", leave=False, mininterval=10):
         if batch is None:
             continue
         clips, targets, ids = batch
         clips, targets = clips.to(device, non_blocking=True), targets.to(device, non_blocking=True)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda"):
-            loss = criterion(model(normalize(clips)), targets) / len(clips)
-        if not torch.isfinite(loss):
-            raise NonFiniteLossError(f"loss is {loss.item()} at epoch {epoch}, batch {batches} (ids {list(ids)[:4]}...); "
-                                     "stopping, the last good checkpoint is kept")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-        optimizer.step()
+        losses.append(train_step(model, clips, targets, criterion, optimizer, normalize, amp, grad_clip))
+        batch_ids.append(list(ids))
         scheduler.step()
-        total, batches = total + loss.item(), batches + 1
-        seen += list(ids)
-    return {"train_loss": total / max(batches, 1), "seen": seen}
+        if len(losses) - checked == FINITE_CHECK_EVERY:
+            _check_finite(losses, batch_ids, checked, epoch)
+            checked = len(losses)
+    if not losses:
+        return {"train_loss": 0.0, "seen": []}
+    _check_finite(losses, batch_ids, checked, epoch)
+    return {"train_loss": torch.stack(losses).mean().item(), "seen": [i for ids in batch_ids for i in ids]}
 
 # %% ../nbs/03_train.ipynb #3b4b4b5a
+def auto_workers() -> int:
+    "Loader processes for one training process: the CPU cores it may use, shared among the processes on its node."
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, cores // int(os.environ.get("LOCAL_WORLD_SIZE", 1)))
+
+
+def _num_workers(config: TrainConfig) -> int:
+    "The configured loader processes, with 'auto' resolved."
+    if config.num_workers == "auto":
+        return auto_workers()
+    if isinstance(config.num_workers, bool) or not isinstance(config.num_workers, int) or config.num_workers < 0:
+        raise ValueError(f"num_workers must be 'auto' or an int >= 0, got {config.num_workers!r}")
+    return config.num_workers
+
+
 def _workers(dataset: TinyVirat, config: TrainConfig) -> int:
-    "Loader processes: none for a cached split, whose items are cheap slices of memory."
-    return 0 if dataset.videos is not None else config.num_workers
+    "Loader processes: none for a cached split (its items are cheap slices of memory), else as configured."
+    return 0 if dataset.videos is not None else _num_workers(config)
 
 
 def _loader(dataset: TinyVirat, config: TrainConfig, epoch: int, device: torch.device, rank: int = 0,
@@ -212,15 +253,16 @@ def fit(config: TrainConfig, stop_after_epochs: int | None = None) -> dict:
     common = dict(clip_len=config.clip_len, size=config.size, skip_errors=config.skip_errors, seed=config.seed)
     train_set = TinyVirat(root, "train", sampling=config.sampling, **common)
     val_set = TinyVirat(root, "val", classes=train_set.classes, sampling=config.val_sampling, **common)
-    _cache_if_asked((train_set, val_set), config.cache, config.num_workers)
+    _cache_if_asked((train_set, val_set), config.cache, _num_workers(config))
     model = get_model(config.arch, num_classes=len(train_set.classes))
     if config.pretrained:
         print(load_pretrained(model, config.pretrained))
-    model.to(device)
+    to_fast_path(model, device, config.channels_last, config.cudnn_benchmark)
     if world > 1 and config.sync_bn and device.type == "cuda":
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) \
         if world > 1 else model
+    net = torch.compile(net) if config.torch_compile else net
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay,
                                   fused=device.type == "cuda")
     steps_per_epoch = len(train_set) // config.batch_size
@@ -250,6 +292,7 @@ def fit(config: TrainConfig, stop_after_epochs: int | None = None) -> dict:
         loader = _loader(train_set, config, epoch, device, rank, world)
         stats = train_one_epoch(net, loader, criterion, optimizer, scheduler, device, config.amp, config.grad_clip, epoch,
                                 config.freeze_bn)
+        train_seconds = time.time() - epoch_start
         ids, scores = predict(model, val_set, num_clips=config.val_clips, batch_size=config.batch_size,
                               num_workers=_workers(val_set, config), device=device, progress=False,
                               indices=range(rank, len(val_set), world))
@@ -258,7 +301,7 @@ def fit(config: TrainConfig, stop_after_epochs: int | None = None) -> dict:
         metrics = multilabel_metrics(targets, scores, class_names=val_set.classes)
         seen, loss = _across_ranks([len(stats["seen"]), stats["train_loss"]], world)
         row = {"epoch": epoch, "train_loss": loss / world, "lr": scheduler.get_last_lr()[0],
-               "seconds": round(time.time() - epoch_start, 1), "skipped_train": len(loader) * config.batch_size - int(seen),
+               "seconds": round(time.time() - epoch_start, 1), "train_seconds": round(train_seconds, 1), "skipped_train": len(loader) * config.batch_size - int(seen),
                "skipped_val": len(val_set) - len(ids), **{k: v for k, v in metrics.items() if k != "per_class"}}
         if metrics["macro_f1"] > best_f1:
             best_f1, best_epoch = metrics["macro_f1"], epoch

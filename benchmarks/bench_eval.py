@@ -1,0 +1,90 @@
+"""Evaluation throughput, videos/s with 5 clips each: tinyaction's `predict` against a naive loop.
+
+Both score every video of a TinyVIRAT-shaped synthetic split with R(2+1)D-34 (IG65M layout, same
+weights), K clips per video, sigmoid scores averaged, through DataLoaders with the same workers:
+- tinyaction: `TinyVirat` (decodes only the sampled frames, resizes each clip in one call) and
+  `predict` with the model on the fast path (`to_fast_path`; bf16 autocast on CUDA);
+- baseline: `common.NaiveClips` (PyAV decodes every frame, PIL resizes frame by frame) and
+  torchvision's VideoResNet in eager fp32.
+"model only" times tinyaction's forward passes alone on a batch already on the device: the bound the
+loader would have to reach. Runs alternate --repeats times; medians are reported.
+
+    python benchmarks/bench_eval.py                    # GPU: 6,097 videos like TinyVIRAT-v2's test split
+    python benchmarks/bench_eval.py --videos 4 --batch_size 2 --clip_len 4 --size 32 --workers 0 --repeats 1 --out /tmp/e.json
+"""
+import argparse
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+from common import RESULTS, NaiveClips, device_name, interleaved_rates, write_report
+from tinyaction.data import ClipNormalize, TinyVirat, collate_clips, default_data_root, make_synthetic
+from tinyaction.evaluate import predict, resolve_device
+from tinyaction.models import clip_format, r2plus1d_34, to_fast_path, torchvision_r2plus1d_34
+from tinyaction.train import auto_workers
+
+
+@torch.no_grad()
+def naive_scores(model: torch.nn.Module, dataset: NaiveClips, batch_size: int, workers: int, device: torch.device) -> int:
+    "The baseline: scores of every video, eager fp32; returns the number of videos."
+    normalize, videos = ClipNormalize().to(device), 0
+    for clips, _, _ in DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate_clips):
+        clips = clips.to(device)
+        torch.sigmoid(model(normalize(clips.flatten(0, 1)))).unflatten(0, clips.shape[:2]).mean(1).cpu()
+        videos += len(clips)
+    return videos
+
+
+@torch.no_grad()
+def model_only(model: torch.nn.Module, clips: torch.Tensor, batches: int) -> int:
+    "Forward passes of tinyaction's model on a (videos x K)-clip batch on the device; returns videos scored."
+    normalize, videos = ClipNormalize().to(clips.device), clips.shape[0] * batches
+    for _ in range(batches):
+        with torch.autocast(clips.device.type, dtype=torch.bfloat16, enabled=clips.device.type == "cuda"):
+            torch.sigmoid(model(normalize(clips.flatten(0, 1).contiguous(memory_format=clip_format(model)))).float()).cpu()
+    return videos
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--videos", type=int, default=6097)
+    parser.add_argument("--num_clips", type=int, default=5)
+    parser.add_argument("--clip_len", type=int, default=16)
+    parser.add_argument("--size", type=int, default=112)
+    parser.add_argument("--batch_size", type=int, default=16, help="videos per batch")
+    parser.add_argument("--workers", type=int, default=None, help="loader processes (default: every usable core)")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--out", type=Path, default=RESULTS / "eval_throughput.json")
+    args = parser.parse_args()
+    device, workers = resolve_device(args.device), auto_workers() if args.workers is None else args.workers
+    root = make_synthetic(default_data_root() / f"bench_eval_{args.videos}", n_train=1, n_val=args.videos, n_test=1, seed=2)
+    torch.manual_seed(0)
+    baseline = torchvision_r2plus1d_34(num_classes=10).to(device).eval()
+    ours = r2plus1d_34(num_classes=10)
+    ours.load_state_dict(baseline.state_dict())
+    ours = to_fast_path(ours, device).eval()
+    clips = dict(clip_len=args.clip_len, size=args.size, num_clips=args.num_clips)
+    dataset, reference = TinyVirat(root, "val", sampling="random", **clips), NaiveClips(root, "val", args.clip_len, args.size, args.num_clips)
+    batch = torch.randint(0, 256, (args.batch_size, args.num_clips, 3, args.clip_len, args.size, args.size), dtype=torch.uint8,
+                          device=device)
+    model_only(ours, batch, 1)
+    runs = {"baseline": lambda: naive_scores(baseline, reference, args.batch_size, workers, device),
+            "tinyaction": lambda: len(predict(ours, dataset, args.num_clips, batch_size=args.batch_size, num_workers=workers,
+                                              device=device, progress=False)[0]),
+            "tinyaction_model_only": lambda: model_only(ours, batch, max(1, args.videos // args.batch_size))}
+    rates = interleaved_rates(runs, args.repeats, device)
+    rows = [{"run": name, "videos_per_s": round(rate, 2), "ratio_to_baseline": round(rate / rates["baseline"], 2),
+             "seconds_for_all": round(args.videos / rate, 1)} for name, rate in rates.items()]
+    for row in rows:
+        print(f"{row['run']:<22} {row['videos_per_s']:>9.2f} videos/s  x{row['ratio_to_baseline']:.2f}")
+    write_report(args.out, {"benchmark": "eval_throughput", "device": device_name(device), "model": "r2plus1d_34 (IG65M layout)",
+                            "videos": args.videos, "num_clips": args.num_clips, "clip_len": args.clip_len, "size": args.size,
+                            "batch_size": args.batch_size, "workers": workers, "repeats": args.repeats,
+                            "baseline": "PyAV decode of all frames + per-frame PIL resize, torchvision VideoResNet eager fp32",
+                            "results": rows})
+
+
+if __name__ == "__main__":
+    main()

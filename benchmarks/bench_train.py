@@ -1,0 +1,103 @@
+"""Training throughput, clips/s: tinyaction's fast path against torchvision's VideoResNet in eager fp32.
+
+Both networks are R(2+1)D-34 in the IG65M layout with the same weights, trained on the same uint8
+batch already on the device with the seed's loss (ASL), AdamW and gradient clipping, one
+`tinyaction.train.train_step` per step:
+- tinyaction: `to_fast_path` (channels_last_3d, cuDNN autotuning), bf16 autocast and fused AdamW on
+  CUDA; with --compile, also the same model under torch.compile;
+- baseline: `torchvision_r2plus1d_34`, contiguous fp32, cuDNN autotuning off, AdamW's default
+  implementation (PyTorch's default TF32 convolutions stay as they are).
+Warm-up steps are excluded (compilation and autotuning happen there). Windows of --steps steps
+alternate between the runs, --repeats times; medians are reported, with ratios to the baseline.
+MFU = clips/s x counted FLOPs of one clip's forward and backward (FlopCounterMode: 2 per
+multiply-add of convs and matmuls) / the device's dense bf16 peak.
+
+    python benchmarks/bench_train.py                                    # GPU: batch 32, 16x112x112
+    python benchmarks/bench_train.py --batch_size 2 --steps 2 --warmup 1 --out benchmarks/results/train_cpu.json
+    python benchmarks/bench_train.py --batch_size 1 --clip_len 4 --size 32 --steps 1 --warmup 1 --repeats 1 --out /tmp/t.json
+"""
+import argparse
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from common import RESULTS, bf16_peak_tflops, device_name, interleaved_rates, write_report
+from tinyaction.data import ClipNormalize
+from tinyaction.evaluate import resolve_device
+from tinyaction.losses import AsymmetricLoss
+from tinyaction.models import count_flops, r2plus1d_34, to_fast_path, torchvision_r2plus1d_34
+from tinyaction.train import train_step
+
+
+class Trainer:
+    "A network with its optimiser and settings, stepping on one fixed batch."
+
+    def __init__(self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor], fast: bool, device: torch.device):
+        self.model, self.batch, self.fast = model.train(), batch, fast
+        self.optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=fast and device.type == "cuda")
+        self.criterion, self.normalize = AsymmetricLoss(), ClipNormalize().to(device)
+
+    def steps(self, n: int) -> int:
+        "Run `n` training steps; returns the clips processed."
+        torch.backends.cudnn.benchmark = self.fast
+        for _ in range(n):
+            train_step(self.model, *self.batch, self.criterion, self.optimizer, self.normalize, amp=self.fast)
+        return n * len(self.batch[0])
+
+
+def build_runs(args: argparse.Namespace, device: torch.device) -> dict[str, Trainer]:
+    "The baseline and tinyaction's fast path (and its compiled form), sharing weights and one batch."
+    torch.manual_seed(0)
+    baseline = torchvision_r2plus1d_34(num_classes=26).to(device)
+    ours = r2plus1d_34(num_classes=26)
+    ours.load_state_dict(baseline.state_dict())
+    to_fast_path(ours, device)
+    clips = torch.randint(0, 256, (args.batch_size, 3, args.clip_len, args.size, args.size), dtype=torch.uint8, device=device)
+    targets = (torch.rand(args.batch_size, 26, device=device) < 0.1).float()
+    runs = {"torchvision_eager_fp32": Trainer(baseline, (clips, targets), False, device),
+            "tinyaction": Trainer(ours, (clips, targets), True, device)}
+    if args.compile:
+        twin = r2plus1d_34(num_classes=26)
+        twin.load_state_dict(baseline.state_dict())
+        runs["tinyaction_compiled"] = Trainer(torch.compile(to_fast_path(twin, device)), (clips, targets), True, device)
+    return runs
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch_size", type=int, default=32)
+    parser.add_argument("--clip_len", type=int, default=16)
+    parser.add_argument("--size", type=int, default=112)
+    parser.add_argument("--steps", type=int, default=10, help="steps per timed window")
+    parser.add_argument("--warmup", type=int, default=5, help="untimed steps per run first")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--compile", action="store_true", help="also time tinyaction under torch.compile")
+    parser.add_argument("--peak_tflops", type=float, help="dense bf16 peak of the device, when not in the table")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--out", type=Path, default=RESULTS / "train_throughput.json")
+    args = parser.parse_args()
+    device = resolve_device(args.device)
+    runs = build_runs(args, device)
+    for trainer in runs.values():
+        trainer.steps(args.warmup)
+    rates = interleaved_rates({name: lambda t=t: t.steps(args.steps) for name, t in runs.items()}, args.repeats, device)
+    flops = count_flops(runs["tinyaction"].model, (1, 3, args.clip_len, args.size, args.size), backward=True)
+    peak = bf16_peak_tflops(device, args.peak_tflops)
+    base = rates["torchvision_eager_fp32"]
+    rows = [{"run": name, "clips_per_s": round(rate, 2), "ratio_to_baseline": round(rate / base, 2),
+             "tflops": round(rate * flops / 1e12, 3), "mfu": round(rate * flops / 1e12 / peak, 3) if peak else None}
+            for name, rate in rates.items()]
+    for row in rows:
+        print(f"{row['run']:<24} {row['clips_per_s']:>9.2f} clips/s  x{row['ratio_to_baseline']:.2f}  "
+              f"{row['tflops']:.2f} TFLOP/s  MFU {row['mfu']}")
+    write_report(args.out, {"benchmark": "train_throughput", "device": device_name(device), "model": "r2plus1d_34 (IG65M layout)",
+                            "input": [args.batch_size, 3, args.clip_len, args.size, args.size], "steps": args.steps,
+                            "warmup": args.warmup, "repeats": args.repeats, "train_gflops_per_clip": round(flops / 1e9, 2),
+                            "bf16_peak_tflops": peak, "tf32_convolutions": torch.backends.cudnn.allow_tf32,
+                            "baseline": "torchvision VideoResNet as R(2+1)D-34 (IG65M layout), eager fp32, contiguous",
+                            "results": rows})
+
+
+if __name__ == "__main__":
+    main()
