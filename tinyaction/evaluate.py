@@ -190,7 +190,7 @@ def load_scores(path: str | Path) -> dict:
 
 # %% ../nbs/04_evaluate.ipynb #ae3323ed
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
-    "The network a training checkpoint describes, weights loaded and in eval mode, and its config, classes and epoch."
+    "A training checkpoint's network (on `device`, fast path, eval mode) with its config, classes and epoch."
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
