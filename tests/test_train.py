@@ -123,3 +123,11 @@ def test_fit_honours_the_fast_path_switches_and_checks_workers(synthetic_root, t
     assert plain.is_contiguous()
     history = [json.loads(l) for l in (tmp_path / "fast/history.jsonl").read_text().splitlines()]
     assert all(0 <= h["train_seconds"] <= h["seconds"] for h in history)
+
+
+@pytest.mark.slow
+def test_a_compiled_run_writes_checkpoints_that_load_into_an_eager_network(synthetic_root, tmp_path):
+    metrics = fit(tiny_config(synthetic_root, tmp_path / "compiled", epochs=1, torch_compile=True))
+    state = torch.load(tmp_path / "compiled/checkpoint_last.pt", weights_only=False)
+    assert state["config"]["torch_compile"] is True and 0 <= metrics["macro_f1"] <= 1
+    r2plus1d_tiny(num_classes=len(state["classes"])).load_state_dict(state["model"])
