@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from common import RESULTS, device_name, write_report
+from common import RESULTS, device_name, target, write_report
 from tinyaction.data import default_data_root, make_synthetic
 from tinyaction.evaluate import resolve_device
 from tinyaction.train import TrainConfig, fit
@@ -74,10 +74,14 @@ def main():
     report = {"benchmark": "epoch_time", "device": device_name(resolve_device("auto")), "clips": TINYVIRAT_TRAIN_CLIPS,
               "baseline": "torchvision eager fp32 model with the naive PyAV+PIL loader",
               "estimate": estimate(json.loads(args.train_json.read_text()), json.loads(args.data_json.read_text()))}
+    report["targets"] = [target("loader / model >= 1.5", report["estimate"]["loader_to_model_ratio"], 1.5),
+                         target("epoch seconds <= 15 (estimate)", report["estimate"]["tinyaction_epoch_s"], 15, at_most=True)]
     print("estimate:", report["estimate"])
     if args.measure:
         report["measured"] = measure(args)
         print("measured:", report["measured"])
+        measured = report["measured"]["scaled_to_16950_s"]
+        report["targets"].append(target("epoch seconds <= 15 (measured)", measured, 15, at_most=True))
     write_report(args.out, report)
 
 

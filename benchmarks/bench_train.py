@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from common import RESULTS, bf16_peak_tflops, device_name, interleaved_rates, write_report
+from common import RESULTS, bf16_peak_tflops, device_name, interleaved_rates, target, write_report
 from tinyaction.data import ClipNormalize
 from tinyaction.evaluate import resolve_device
 from tinyaction.losses import AsymmetricLoss
@@ -91,12 +91,15 @@ def main():
     for row in rows:
         print(f"{row['run']:<24} {row['clips_per_s']:>9.2f} clips/s  x{row['ratio_to_baseline']:.2f}  "
               f"{row['tflops']:.2f} TFLOP/s  MFU {row['mfu']}")
+    fast = next(row for row in rows if row["run"] == "tinyaction")
+    targets = [target("training / torchvision eager fp32 >= 2.0", fast["ratio_to_baseline"], 2.0)]
+    targets += [target("MFU >= 0.40 of the bf16 dense peak", fast["mfu"], 0.40)] if peak else []
     write_report(args.out, {"benchmark": "train_throughput", "device": device_name(device), "model": "r2plus1d_34 (IG65M layout)",
                             "input": [args.batch_size, 3, args.clip_len, args.size, args.size], "steps": args.steps,
                             "warmup": args.warmup, "repeats": args.repeats, "train_gflops_per_clip": round(flops / 1e9, 2),
                             "bf16_peak_tflops": peak, "tf32_convolutions": torch.backends.cudnn.allow_tf32,
                             "baseline": "torchvision VideoResNet as R(2+1)D-34 (IG65M layout), eager fp32, contiguous",
-                            "results": rows})
+                            "results": rows, "targets": targets})
 
 
 if __name__ == "__main__":

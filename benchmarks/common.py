@@ -60,6 +60,8 @@ def write_report(path: Path, report: dict) -> Path:
     "Write `report` (with torch's version added) as JSON, and say where."
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({**report, "torch": torch.__version__}, indent=1))
+    for goal in report.get("targets", []):
+        print(f"target {goal['target']}: {goal['value']} ({'met' if goal['met'] else 'missed'}, {goal['value_over_goal']}x the goal)")
     print(f"wrote {path}")
     return path
 
@@ -82,3 +84,9 @@ class NaiveClips(Dataset):
         resized = [np.asarray(Image.fromarray(frames[i]).resize((self.size, self.size), Image.BILINEAR)) for i in picks.reshape(-1)]
         clip = torch.from_numpy(np.stack(resized)).unflatten(0, (self.num_clips, self.clip_len)).permute(0, 4, 1, 2, 3)
         return clip[0] if self.num_clips == 1 else clip, torch.from_numpy(multi_hot(record, self.classes)), record.id
+
+
+def target(name: str, value: float, goal: float, at_most: bool = False) -> dict:
+    "One of issue #6's H100 targets: `value` against `goal` (at least, or at most), and value / goal."
+    met = value <= goal if at_most else value >= goal
+    return {"target": name, "value": round(value, 3), "goal": goal, "met": met, "value_over_goal": round(value / goal, 3)}

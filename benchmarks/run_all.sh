@@ -20,7 +20,7 @@ for part in $parts; do
     gpu:epoch) python benchmarks/bench_epoch.py --train_json $res/train_throughput_gpu.json --data_json $res/data_pipeline_gpu.json \
                  --measure --out $res/epoch_time_gpu.json ;;
     cpu:data)  python benchmarks/bench_data.py --clips 300 --out $res/data_pipeline_cpu.json ;;
-    cpu:train) python benchmarks/bench_train.py --batch_size 2 --steps 2 --warmup 1 --repeats 3 --out $res/train_throughput_cpu.json ;;
+    cpu:train) python benchmarks/bench_train.py --batch_size 2 --steps 3 --warmup 2 --repeats 5 --out $res/train_throughput_cpu.json ;;
     cpu:eval)  python benchmarks/bench_eval.py --videos 8 --batch_size 4 --workers 2 --repeats 2 --out $res/eval_throughput_cpu.json ;;
     cpu:epoch) python benchmarks/bench_epoch.py --train_json $res/train_throughput_cpu.json --data_json $res/data_pipeline_cpu.json \
                  --measure --clips 1000 --arch r2plus1d_tiny --size 32 --clip_len 8 --batch_size 16 --out $res/epoch_time_cpu.json ;;

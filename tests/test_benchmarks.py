@@ -35,6 +35,7 @@ def test_training_benchmark_smoke(tmp_path):
     assert set(rows) == {"torchvision_eager_fp32", "tinyaction"} and rows["torchvision_eager_fp32"]["ratio_to_baseline"] == 1.0
     assert all(row["clips_per_s"] > 0 and 0 < row["mfu"] for row in rows.values())
     assert 9 < report["train_gflops_per_clip"] < 10.5  # R(2+1)D-34 at 4x32x32: 3 x 3.25 forward GFLOPs
+    assert [t["goal"] for t in report["targets"]] == [2.0, 0.40]
 
 
 @pytest.mark.slow
@@ -64,3 +65,4 @@ def test_epoch_benchmark_smoke(tmp_path):
     assert estimate["tinyaction_epoch_s"] == round(16950 / 30, 1) and estimate["bound_by"] == "model"
     assert estimate["baseline_epoch_s"] == round(16950 / 8, 1) and estimate["loader_to_model_ratio"] == 2.0
     assert report["measured"]["clips"] == 8 and report["measured"]["measured_epoch_s"] >= 0
+    assert [(t["goal"], t["met"]) for t in report["targets"][:2]] == [(1.5, True), (15, False)]
