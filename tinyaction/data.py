@@ -26,9 +26,9 @@ import tinyaction
 
 # %% auto #0
 __all__ = ['SPLIT_FILES', 'PathLike', 'Indices', 'Size', 'SAMPLING_MODES', 'KINETICS_MEAN', 'KINETICS_STD', 'SYNTHETIC_CLASSES',
-           'DatasetFormatError', 'load_class_map', 'Record', 'load_split', 'multi_hot', 'VideoReadError',
-           'resize_frames', 'read_clip', 'write_video', 'sample_indices', 'normalize_clip', 'ClipNormalize',
-           'SkippedClipWarning', 'TinyVirat', 'collate_clips', 'make_synthetic', 'default_data_root',
+           'SYNTHETIC_VERSION', 'DatasetFormatError', 'load_class_map', 'Record', 'load_split', 'multi_hot',
+           'VideoReadError', 'resize_frames', 'read_clip', 'write_video', 'sample_indices', 'normalize_clip',
+           'ClipNormalize', 'SkippedClipWarning', 'TinyVirat', 'collate_clips', 'make_synthetic', 'default_data_root',
            'resolve_data_dir']
 
 # %% ../nbs/00_data.ipynb #2dc6a0b8
@@ -219,7 +219,7 @@ def write_video(path: PathLike, frames: np.ndarray, fps: int = 30, crf: int = 20
     "Encode uint8 frames (T, H, W, 3) as a video; the container follows the suffix (.mp4, .avi, ...)."
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    options = {"crf": str(crf), "preset": "veryfast"} if codec == "libx264" else {}
+    options = {"crf": str(crf), "preset": "veryfast", "x264-params": "mbtree=0"} if codec == "libx264" else {}
     with av.open(str(path), "w") as container:
         stream = container.add_stream(codec, rate=fps, options=options)
         stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], pix_fmt
@@ -592,16 +592,20 @@ def _make_clip(task: tuple) -> dict:
     frames, labels = _render_scene(np.random.default_rng([seed, _SPLIT_CODES[split], index]))
     video_id = f"SYN_{seed:04d}_{index // 4:05d}"
     rel = f"{clip_id}.mp4" if split == "test" else f"{video_id}/{clip_id}.mp4"
-    write_video(Path(root) / "videos" / split / rel, frames)
+    write_video(Path(root) / "videos" / split / rel, frames, crf=23)
     record = {"id": clip_id, "video_id": video_id, "path": rel, "dim": [int(frames.shape[0]), int(frames.shape[2]), int(frames.shape[1])], "label": labels}
     return {k: v for k, v in record.items() if split != "test" or k in ("id", "path", "dim")}
 
 # %% ../nbs/00_data.ipynb #6daf7b8b
+SYNTHETIC_VERSION = 3  # raised whenever the generator's output changes (3: deterministic H.264 encoding)
+
+
 def make_synthetic(root: PathLike, n_train: int = 800, n_val: int = 200, n_test: int = 200, seed: int = 0,
                    workers: int | None = None) -> Path:
     "Write (or reuse) a synthetic multi-label dataset in the TinyVIRAT-v2 layout under `root`."
     root = Path(root)
-    params = {"n_train": n_train, "n_val": n_val, "n_test": n_test, "seed": seed, "classes": list(SYNTHETIC_CLASSES)}
+    params = {"n_train": n_train, "n_val": n_val, "n_test": n_test, "seed": seed, "classes": list(SYNTHETIC_CLASSES),
+              "version": SYNTHETIC_VERSION}
     stamp = root / ".synthetic.json"
     if stamp.is_file() and json.loads(stamp.read_text()) == params:
         return root
