@@ -13,6 +13,7 @@ from typing import Callable, Sequence
 
 import torch
 from torch import nn
+from torchvision.models.video import resnet as tv
 
 # %% auto #0
 __all__ = ['MODELS', 'HEAD_KEYS', 'midplanes', 'Conv2Plus1D', 'BasicBlock', 'R2Plus1dStem', 'R2Plus1D', 'r2plus1d_18',
@@ -141,7 +142,6 @@ def get_model(name: str, **kw) -> R2Plus1D:
 # %% ../nbs/01_models.ipynb #765c47cc
 def torchvision_r2plus1d_34(num_classes: int = 26, ig65m: bool = True) -> nn.Module:
     "R(2+1)D-34 assembled from torchvision's `VideoResNet` classes, patched to the IG65M layout when `ig65m`."
-    from torchvision.models.video import resnet as tv
     model = tv.VideoResNet(tv.BasicBlock, [tv.Conv2Plus1D] * 4, [3, 4, 6, 3], tv.R2Plus1dStem, num_classes=num_classes)
     if ig65m:
         for layer, planes in ((model.layer2, 128), (model.layer3, 256), (model.layer4, 512)):
