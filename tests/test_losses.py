@@ -1,4 +1,4 @@
-"AsymmetricLoss against an independent float64 derivation, gradcheck, saturation, and special cases."
+"AsymmetricLoss against an independent float64 derivation, gradcheck, dtypes, saturation, special cases and the `clip` alias."
 import pytest
 import torch
 import torch.nn.functional as F
@@ -52,19 +52,33 @@ def test_detaching_changes_the_gradient():
     assert not torch.allclose(grads[0], grads[1])
 
 
+@pytest.mark.parametrize("detach", [True, False])
 @pytest.mark.parametrize("gamma_neg,gamma_pos,m", CASES)
-def test_gradcheck_without_detaching(gamma_neg, gamma_pos, m):
+def test_float64_matches_the_float64_derivation_to_rounding(gamma_neg, gamma_pos, m, detach):
+    logits, targets = sample(5)
+    ours_in = logits.double().requires_grad_()
+    ref_in = logits.double().requires_grad_()
+    ours = AsymmetricLoss(gamma_neg, gamma_pos, margin=m, detach_focal_weight=detach)(ours_in, targets)
+    ref = asl_reference(ref_in, targets, gamma_neg, gamma_pos, m, detach=detach)
+    ours.backward()
+    ref.backward()
+    assert ours.dtype == torch.float64
+    assert torch.allclose(ours, ref, rtol=1e-12, atol=0)
+    assert torch.allclose(ours_in.grad, ref_in.grad, rtol=1e-10, atol=1e-14)
+
+
+@pytest.mark.parametrize("gamma_neg,gamma_pos,m", CASES)
+def test_gradcheck_in_float64_without_detaching(gamma_neg, gamma_pos, m):
     logits, targets = sample(2, shape=(3, 5), scale=2.0)
-    loss = AsymmetricLoss(gamma_neg, gamma_pos, m, detach_focal_weight=False)
-    # the module computes in float32; gradcheck needs float64, so check the same maths in float64
-    x = logits.double().requires_grad_()
-    def f(x):
-        p = torch.sigmoid(x)
-        q = (1 - p + m).clamp(max=1) if m > 0 else 1 - p
-        base = targets * torch.log(p.clamp(min=1e-8)) + (1 - targets) * torch.log(q.clamp(min=1e-8))
-        return -(base * loss.focal_weight(p, q, targets.double())).sum()
-    assert torch.autograd.gradcheck(f, (x,), eps=1e-6, atol=1e-5)
-    assert torch.allclose(f(x).float(), loss(logits, targets), rtol=1e-5)
+    loss = AsymmetricLoss(gamma_neg, gamma_pos, margin=m, detach_focal_weight=False)
+    assert torch.autograd.gradcheck(lambda x: loss(x, targets), (logits.double().requires_grad_(),))
+
+
+@pytest.mark.parametrize("dtype,expected", [(torch.float64, torch.float64), (torch.float32, torch.float32),
+                                            (torch.bfloat16, torch.float32), (torch.float16, torch.float32)])
+def test_computes_in_at_least_float32(dtype, expected):
+    logits, targets = sample(6)
+    assert AsymmetricLoss()(logits.to(dtype), targets).dtype == expected
 
 
 @pytest.mark.parametrize("detach", [True, False])
@@ -112,3 +126,25 @@ def test_reductions():
 def test_margin_zeroes_easy_negatives():
     loss = AsymmetricLoss(reduction="none")(torch.logit(torch.tensor([0.01, 0.04, 0.3])), torch.zeros(3))
     assert loss[0] == 0 and loss[1] == 0 and loss[2] > 0
+
+
+def test_clip_is_a_deprecated_alias_of_margin():
+    logits, targets = sample(7)
+    with pytest.warns(FutureWarning, match="'clip' is deprecated.*use 'margin'"):
+        old_spelling = AsymmetricLoss(clip=0.2)
+    assert old_spelling.margin == 0.2
+    assert old_spelling(logits, targets) == AsymmetricLoss(margin=0.2)(logits, targets)
+    assert "margin=0.2" in repr(old_spelling) and "clip" not in repr(old_spelling)
+    with pytest.raises(TypeError, match="got both 'margin' and its deprecated name 'clip'"):
+        AsymmetricLoss(margin=0.2, clip=0.2)
+    with pytest.raises(TypeError, match="got both 'margin' and its deprecated name 'clip'"):
+        AsymmetricLoss(4, 1, 0.2, clip=0.2)  # margin given by position
+
+
+def test_bad_arguments_are_clear_errors():
+    with pytest.raises(ValueError, match="margin must be a probability"):
+        AsymmetricLoss(margin=-0.1)
+    with pytest.raises(ValueError, match="gamma_neg and gamma_pos must be >= 0"):
+        AsymmetricLoss(gamma_neg=-1)
+    with pytest.raises(ValueError, match=r"same shape, got \(2, 3\) and \(2, 4\)"):
+        AsymmetricLoss()(torch.zeros(2, 3), torch.zeros(2, 4))

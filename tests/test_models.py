@@ -1,11 +1,22 @@
-"R(2+1)D parity with torchvision, the IG65M layout, weight loading, autocast, channels_last_3d and compile."
+"R(2+1)D parity with torchvision, the IG65M layout, any number of stages, weight loading, autocast, channels_last_3d and compile."
 import pytest
 import torch
 from torch import nn
 from torchvision.models.video import resnet as tv
 
-from tinyaction.models import (LoadReport, get_model, load_pretrained, r2plus1d_18, r2plus1d_34, r2plus1d_tiny,
-                               torchvision_r2plus1d_34)
+from tinyaction.models import (
+    BasicBlock,
+    LoadReport,
+    R2Plus1D,
+    R2Plus1DStem,
+    get_model,
+    load_pretrained,
+    mid_planes,
+    r2plus1d_18,
+    r2plus1d_34,
+    r2plus1d_tiny,
+    torchvision_r2plus1d_34,
+)
 
 
 def randomize_(model: nn.Module, seed: int = 0) -> nn.Module:
@@ -36,6 +47,43 @@ def test_r2plus1d_34_ig65m_matches_patched_torchvision():
     reference = torchvision_r2plus1d_34(359)
     assert [reference.layer2[0].conv2[0][0].out_channels, reference.layer4[0].conv2[0][0].out_channels] == [288, 1152]
     assert_parity(r2plus1d_34(num_classes=359, ig65m=True), reference, (1, 3, 8, 48, 48))
+
+
+def test_mid_planes_spelling_and_values_match_torchvision():
+    block, reference = BasicBlock(64, 128, stride=2), tv.BasicBlock(64, 128, tv.Conv2Plus1D, stride=2,
+                                                                     downsample=nn.Conv3d(64, 128, 1))
+    assert block.conv1[0][0].out_channels == reference.conv1[0][0].out_channels == mid_planes(64, 128) == 230
+    assert BasicBlock(64, 128, stride=2, per_conv_mid_planes=True).conv2[0][0].out_channels == mid_planes(128, 128) == 288
+    stem_shapes = {k: v.shape for k, v in R2Plus1DStem(64, mid_planes=45).state_dict().items()}
+    assert stem_shapes == {k: v.shape for k, v in tv.R2Plus1dStem().state_dict().items()}
+    assert r2plus1d_tiny().stem[0].out_channels == 12
+
+
+@pytest.mark.parametrize("layers,widths", [([1, 2], (8, 16)), ([1, 1, 1, 1, 1], (8, 16, 32, 64, 128))])
+def test_the_network_has_one_stage_per_entry_of_layers(layers, widths):
+    model = R2Plus1D(layers, widths=widths, num_classes=3, stem_mid_planes=6).eval()
+    stage_names = [f"layer{i + 1}" for i in range(len(layers))]
+    assert list(model.stage_names) == stage_names
+    assert {k.split(".")[0] for k in model.state_dict()} == {"stem", *stage_names, "fc"}
+    assert [len(getattr(model, name)) for name in stage_names] == layers
+    x = torch.randn(2, 3, 8, 32, 32)
+    halvings = len(layers) - 1  # the stem halves H and W, then every stage after the first halves T, H and W
+    with torch.no_grad():
+        assert model.features(x).shape == (2, widths[-1])
+        assert model(x).shape == (2, 3)
+        out = model.stem(x)
+        for name in stage_names:
+            out = getattr(model, name)(out)
+    assert out.shape == (2, widths[-1], max(8 >> halvings, 1), 16 >> halvings, 16 >> halvings)
+
+
+def test_widths_and_layers_mismatch_is_a_clear_error():
+    with pytest.raises(ValueError, match=r"widths must give one width per stage: layers=\[1, 1\] has 2 stages, widths=\[64, 128, 256, 512\] has 4"):
+        R2Plus1D([1, 1])
+    with pytest.raises(ValueError, match="layers must give at least one stage"):
+        R2Plus1D([], widths=())
+    with pytest.raises(ValueError, match="layers must give at least one stage of at least one block"):
+        R2Plus1D([1, 0], widths=(8, 16))
 
 
 def test_parameter_counts_match_the_reference_facts():

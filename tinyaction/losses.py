@@ -5,28 +5,65 @@
 # %% ../nbs/02_losses.ipynb #0399a840
 from __future__ import annotations
 
+import functools
+import inspect
+import warnings
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
 # %% auto #0
 __all__ = ['AsymmetricLoss']
 
+# %% ../nbs/02_losses.ipynb #1788acb4
+def _renamed_kwarg(old: str, new: str) -> Callable[[Callable], Callable]:
+    "Decorator: keyword `old` still works as `new`, with a FutureWarning; passing both is an error."
+    def decorate(f: Callable) -> Callable:
+        signature = inspect.signature(f)
+
+        @functools.wraps(f)
+        def wrapper(*args, **kwargs):
+            if old in kwargs:
+                value = kwargs.pop(old)
+                if new in signature.bind_partial(*args, **kwargs).arguments:
+                    raise TypeError(f"{f.__qualname__}() got both {new!r} and its deprecated name {old!r}; pass {new!r} only")
+                warnings.warn(f"{f.__qualname__}: {old!r} is deprecated and will be removed; use {new!r}", FutureWarning,
+                              stacklevel=2)
+                kwargs[new] = value
+            return f(*args, **kwargs)
+        return wrapper
+    return decorate
+
 # %% ../nbs/02_losses.ipynb #f6721fc1
 class AsymmetricLoss(nn.Module):
     "Asymmetric Loss for multi-label logits (B, C) and multi-hot targets (B, C)."
 
-    def __init__(self, gamma_neg: float = 4, gamma_pos: float = 1, clip: float = 0.05, eps: float = 1e-8,
-                 reduction: str = "sum", detach_focal_weight: bool = True):
+    @_renamed_kwarg("clip", "margin")
+    def __init__(self,
+                 gamma_neg: float = 4,  # focusing exponent of the negatives, γ- (soft thresholding)
+                 gamma_pos: float = 1,  # focusing exponent of the positives, γ+
+                 margin: float = 0.05,  # probability margin m: negatives with p < m cost nothing (hard thresholding)
+                 eps: float = 1e-8,  # lower clamp of the probabilities inside the logs
+                 reduction: str = "sum",  # 'sum' over batch and classes (the seed's), 'mean' or 'none'
+                 detach_focal_weight: bool = True):  # focusing weight constant in backward, as in the reference
         super().__init__()
         if reduction not in ("sum", "mean", "none"):
             raise ValueError(f"reduction must be 'sum', 'mean' or 'none', got {reduction!r}")
-        self.gamma_neg, self.gamma_pos, self.clip, self.eps = gamma_neg, gamma_pos, clip, eps
+        if not 0 <= margin <= 1:
+            raise ValueError(f"margin must be a probability in [0, 1], got {margin}")
+        if gamma_neg < 0 or gamma_pos < 0:
+            raise ValueError(f"gamma_neg and gamma_pos must be >= 0, got {gamma_neg} and {gamma_pos}")
+        self.gamma_neg, self.gamma_pos, self.margin, self.eps = gamma_neg, gamma_pos, margin, eps
         self.reduction, self.detach_focal_weight = reduction, detach_focal_weight
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        logits, targets = logits.float(), targets.float()
+        if logits.shape != targets.shape:
+            raise ValueError(f"logits and targets must have the same shape, got {tuple(logits.shape)} and {tuple(targets.shape)}")
+        dtype = torch.promote_types(logits.dtype, torch.float32)  # bf16/fp16 -> float32; float64 stays float64
+        logits, targets = logits.to(dtype), targets.to(dtype)
         p = torch.sigmoid(logits)
-        q = (1 - p + self.clip).clamp(max=1) if self.clip > 0 else 1 - p  # q = 1 - p_m
+        q = (1 - p + self.margin).clamp(max=1) if self.margin > 0 else 1 - p  # q = 1 - p_m
         loss = targets * torch.log(p.clamp(min=self.eps)) + (1 - targets) * torch.log(q.clamp(min=self.eps))
         if self.gamma_neg > 0 or self.gamma_pos > 0:
             loss = loss * self.focal_weight(p, q, targets)
@@ -41,5 +78,5 @@ class AsymmetricLoss(nn.Module):
             return torch.pow(1 - p_t, gamma)
 
     def extra_repr(self) -> str:
-        return (f"gamma_neg={self.gamma_neg}, gamma_pos={self.gamma_pos}, clip={self.clip}, "
+        return (f"gamma_neg={self.gamma_neg}, gamma_pos={self.gamma_pos}, margin={self.margin}, "
                 f"reduction={self.reduction!r}, detach_focal_weight={self.detach_focal_weight}")

@@ -6,26 +6,25 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
-from typing import Callable, Sequence
 
 import torch
 from torch import nn
 from torchvision.models.video import resnet as tv
 
 # %% auto #0
-__all__ = ['MODELS', 'HEAD_KEYS', 'midplanes', 'Conv2Plus1D', 'BasicBlock', 'R2Plus1dStem', 'R2Plus1D', 'r2plus1d_18',
+__all__ = ['MODELS', 'HEAD_KEYS', 'mid_planes', 'Conv2Plus1D', 'BasicBlock', 'R2Plus1DStem', 'R2Plus1D', 'r2plus1d_18',
            'r2plus1d_34', 'r2plus1d_tiny', 'get_model', 'torchvision_r2plus1d_34', 'count_flops', 'to_fast_path',
-           'clip_format', 'LoadReport', 'read_state_dict', 'load_pretrained']
+           'clip_format', 'read_state_dict', 'LoadReport', 'load_pretrained']
 
 # %% ../nbs/01_models.ipynb #e5b7c9c2
-def midplanes(in_planes: int, out_planes: int, t: int = 3, d: int = 3) -> int:
+def mid_planes(in_planes: int, out_planes: int, t: int = 3, d: int = 3) -> int:
     "Intermediate channels M of a (2+1)D conv with the parameter count of a t x d x d 3D conv."
     return (in_planes * out_planes * t * d * d) // (in_planes * d * d + t * out_planes)
 
-
+# %% ../nbs/01_models.ipynb #eaf1c2d3
 class Conv2Plus1D(nn.Sequential):
     "Spatial 1xdxd conv -> BN -> ReLU -> temporal tx1x1 conv: (B, C, T, H, W) -> (B, C', T/s, H/s, W/s)."
 
@@ -41,10 +40,11 @@ class Conv2Plus1D(nn.Sequential):
 class BasicBlock(nn.Module):
     "Residual block of two (2+1)D convs: (B, C, T, H, W) -> (B, planes, T/s, H/s, W/s)."
 
-    def __init__(self, in_planes: int, planes: int, stride: int = 1, bn_eps: float = 1e-5, per_conv_midplanes: bool = False):
+    def __init__(self, in_planes: int, planes: int, stride: int = 1, bn_eps: float = 1e-5,
+                 per_conv_mid_planes: bool = False):
         super().__init__()
-        mid1 = midplanes(in_planes, planes)
-        mid2 = midplanes(planes, planes) if per_conv_midplanes else mid1
+        mid1 = mid_planes(in_planes, planes)
+        mid2 = mid_planes(planes, planes) if per_conv_mid_planes else mid1
         self.conv1 = nn.Sequential(Conv2Plus1D(in_planes, planes, mid1, stride, bn_eps), nn.BatchNorm3d(planes, eps=bn_eps),
                                    nn.ReLU(inplace=True))
         self.conv2 = nn.Sequential(Conv2Plus1D(planes, planes, mid2, 1, bn_eps), nn.BatchNorm3d(planes, eps=bn_eps))
@@ -58,16 +58,16 @@ class BasicBlock(nn.Module):
         identity = x if self.downsample is None else self.downsample(x)
         return self.relu(self.conv2(self.conv1(x)) + identity)
 
+# %% ../nbs/01_models.ipynb #8f1b6d82
+class R2Plus1DStem(nn.Sequential):
+    "Stem: 1x7x7 spatial conv (stride 1,2,2) -> BN -> ReLU -> 3x1x1 temporal conv: (B, 3, T, H, W) -> (B, C, T, H/2, W/2)."
 
-class R2Plus1dStem(nn.Sequential):
-    "Stem: 1x7x7 spatial conv (stride 1,2,2) to `mid` channels, then 3x1x1 temporal conv: (B, 3, T, H, W) -> (B, C, T, H/2, W/2)."
-
-    def __init__(self, width: int = 64, mid: int = 45, bn_eps: float = 1e-5):
+    def __init__(self, width: int = 64, mid_planes: int = 45, bn_eps: float = 1e-5):
         super().__init__(
-            nn.Conv3d(3, mid, (1, 7, 7), stride=(1, 2, 2), padding=(0, 3, 3), bias=False),
-            nn.BatchNorm3d(mid, eps=bn_eps),
+            nn.Conv3d(3, mid_planes, (1, 7, 7), stride=(1, 2, 2), padding=(0, 3, 3), bias=False),
+            nn.BatchNorm3d(mid_planes, eps=bn_eps),
             nn.ReLU(inplace=True),
-            nn.Conv3d(mid, width, (3, 1, 1), stride=1, padding=(1, 0, 0), bias=False),
+            nn.Conv3d(mid_planes, width, (3, 1, 1), stride=1, padding=(1, 0, 0), bias=False),
             nn.BatchNorm3d(width, eps=bn_eps),
             nn.ReLU(inplace=True),
         )
@@ -76,16 +76,28 @@ class R2Plus1dStem(nn.Sequential):
 class R2Plus1D(nn.Module):
     "R(2+1)D video ResNet: (B, 3, T, H, W) clips -> (B, num_classes) logits."
 
-    def __init__(self, layers: Sequence[int], widths: Sequence[int] = (64, 128, 256, 512), num_classes: int = 26,
-                 block: Callable[..., nn.Module] = BasicBlock, stem_mid: int = 45, dropout: float = 0.0,
-                 bn_eps: float = 1e-5, per_conv_midplanes: bool = False):
+    def __init__(self,
+                 layers: Sequence[int],  # blocks per stage; the first block of stages 2..N halves T, H and W
+                 widths: Sequence[int] = (64, 128, 256, 512),  # output channels of each stage, one per entry of `layers`
+                 num_classes: int = 26,  # outputs of the linear head
+                 block: Callable[..., nn.Module] = BasicBlock,  # residual block, called like `BasicBlock`
+                 stem_mid_planes: int = 45,  # intermediate channels M of the stem
+                 dropout: float = 0.0,  # dropout probability before the head
+                 bn_eps: float = 1e-5,  # BatchNorm eps: 1e-5 in torchvision, 1e-3 in the IG65M checkpoints
+                 per_conv_mid_planes: bool = False):  # M per conv (IG65M) instead of per block (torchvision)
         super().__init__()
-        self.stem = R2Plus1dStem(widths[0], stem_mid, bn_eps)
+        if len(layers) == 0 or min(layers) < 1:
+            raise ValueError(f"layers must give at least one stage of at least one block, got {list(layers)}")
+        if len(widths) != len(layers):
+            raise ValueError(f"widths must give one width per stage: layers={list(layers)} has {len(layers)} stages, "
+                             f"widths={list(widths)} has {len(widths)} entries")
+        self.stem = R2Plus1DStem(widths[0], stem_mid_planes, bn_eps)
+        self.stage_names = tuple(f"layer{i + 1}" for i in range(len(layers)))  # torchvision's names: its files load
         in_planes = widths[0]
-        for i, (depth, planes) in enumerate(zip(layers, widths)):
+        for i, (name, depth, planes) in enumerate(zip(self.stage_names, layers, widths)):
             blocks = [block(in_planes if j == 0 else planes, planes, stride=2 if i > 0 and j == 0 else 1,
-                            bn_eps=bn_eps, per_conv_midplanes=per_conv_midplanes) for j in range(depth)]
-            setattr(self, f"layer{i + 1}", nn.Sequential(*blocks))
+                            bn_eps=bn_eps, per_conv_mid_planes=per_conv_mid_planes) for j in range(depth)]
+            self.add_module(name, nn.Sequential(*blocks))
             in_planes = planes
         self.avgpool = nn.AdaptiveAvgPool3d(1)
         self.dropout = nn.Dropout(dropout)
@@ -104,9 +116,10 @@ class R2Plus1D(nn.Module):
         nn.init.zeros_(self.fc.bias)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        "Pooled clip embeddings (B, C)."
+        "Pooled clip embeddings (B, widths[-1])."
         x = self.stem(x)
-        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        for name in self.stage_names:
+            x = getattr(self, name)(x)
         return self.avgpool(x).flatten(1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -119,16 +132,16 @@ def r2plus1d_18(num_classes: int = 26, **kw) -> R2Plus1D:
 
 
 def r2plus1d_34(num_classes: int = 26, ig65m: bool = True, **kw) -> R2Plus1D:
-    "R(2+1)D-34; `ig65m=True` gives the IG65M checkpoints' layout (per-conv midplanes, BN eps 1e-3)."
-    layout = dict(per_conv_midplanes=True, bn_eps=1e-3) if ig65m else {}
+    "R(2+1)D-34; `ig65m=True` gives the IG65M checkpoints' layout (M per conv, BN eps 1e-3)."
+    layout = {"per_conv_mid_planes": True, "bn_eps": 1e-3} if ig65m else {}
     return R2Plus1D([3, 4, 6, 3], num_classes=num_classes, **{**layout, **kw})
 
 
 def r2plus1d_tiny(num_classes: int = 26, **kw) -> R2Plus1D:
     "A CPU-sized R(2+1)D: one block per stage, widths 16/32/64/128."
-    return R2Plus1D([1, 1, 1, 1], widths=(16, 32, 64, 128), num_classes=num_classes, stem_mid=12, **kw)
+    return R2Plus1D([1, 1, 1, 1], widths=(16, 32, 64, 128), num_classes=num_classes, stem_mid_planes=12, **kw)
 
-
+# %% ../nbs/01_models.ipynb #ed38f1bd
 MODELS: dict[str, Callable[..., R2Plus1D]] = {"r2plus1d_tiny": r2plus1d_tiny, "r2plus1d_18": r2plus1d_18,
                                              "r2plus1d_34": r2plus1d_34}
 
@@ -177,7 +190,7 @@ def to_fast_path(model: nn.Module, device: str | torch.device = "cpu", channels_
         torch.backends.cudnn.benchmark = cudnn_benchmark
     return model
 
-
+# %% ../nbs/01_models.ipynb #ed8188f8
 def clip_format(model: nn.Module) -> torch.memory_format:
     "The memory format `model` wants its clips in: channels_last_3d if its first 5-D weight is stored so, else contiguous."
     weight = next((p for p in model.parameters() if p.dim() == 5), None)
@@ -185,23 +198,8 @@ def clip_format(model: nn.Module) -> torch.memory_format:
     return torch.channels_last_3d if channels_last else torch.contiguous_format
 
 # %% ../nbs/01_models.ipynb #c0201adf
-HEAD_KEYS = ("fc.weight", "fc.bias")
 _WRAPPER_KEYS = ("state_dict", "model", "model_state_dict", "module")
 _PREFIXES = ("module.", "_orig_mod.")
-
-
-@dataclass
-class LoadReport:
-    "What `load_pretrained` loaded, replaced and left out."
-    path: Path
-    loaded: list[str] = field(default_factory=list)
-    head_replaced: list[str] = field(default_factory=list)
-    missing: list[str] = field(default_factory=list)
-    unexpected: list[str] = field(default_factory=list)
-
-    def __repr__(self) -> str:
-        return (f"LoadReport({self.path.name}: {len(self.loaded)} tensors loaded, head replaced: {self.head_replaced}, "
-                f"missing: {self.missing}, unexpected: {self.unexpected})")
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
@@ -223,18 +221,38 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         state = {k.removeprefix(prefix): v for k, v in state.items()}
     return {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
 
+# %% ../nbs/01_models.ipynb #0fba8cf7
+@dataclass
+class LoadReport:
+    "What `load_pretrained` loaded, replaced and left out."
+    path: Path
+    loaded: list[str] = field(default_factory=list)
+    head_replaced: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+
+    def __repr__(self) -> str:
+        return (f"LoadReport({self.path.name}: {len(self.loaded)} tensors loaded, head replaced: {self.head_replaced}, "
+                f"missing: {self.missing}, unexpected: {self.unexpected})")
+
+# %% ../nbs/01_models.ipynb #b17ef020
+HEAD_KEYS = ("fc.weight", "fc.bias")
+
 
 def _shape_error(path: Path, mismatched: list[tuple[str, tuple, tuple]]) -> ValueError:
     "An error listing mismatched shapes, with a hint at the layout flag."
     lines = "\n".join(f"  {k}: file {f} vs model {m}" for k, f, m in mismatched[:8])
     hint = ""
     if any(".conv2.0.0." in k or ".conv2.0.3." in k for k, _, _ in mismatched):
-        hint = ("\nThe (2+1)D midplanes differ: this looks like a torchvision-layout file in an IG65M-layout model or "
-                "the reverse; build the model with r2plus1d_34(ig65m=False) or ig65m=True to match the file.")
+        hint = ("\nThe (2+1)D intermediate channels (mid_planes) differ: this looks like a torchvision-layout file in an "
+                "IG65M-layout model or the reverse; build the model with r2plus1d_34(ig65m=False) or ig65m=True to match the file.")
     return ValueError(f"{path}: {len(mismatched)} tensor shape(s) do not match the model:\n{lines}{hint}")
 
 
-def load_pretrained(model: nn.Module, path: str | Path, strict: bool = True) -> LoadReport:
+def load_pretrained(model: nn.Module,  # network with torchvision's VideoResNet key names
+                    path: str | Path,  # local .pth/.pt (bare or wrapped) or .safetensors file; nothing is downloaded
+                    strict: bool = True,  # missing or unexpected keys are an error; False loads the rest and reports them
+                    ) -> LoadReport:
     "Load a local weights file into `model`, replacing a head of another size; returns what was loaded."
     path = Path(path)
     state, own = read_state_dict(path), model.state_dict()
