@@ -14,8 +14,10 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from tinyaction.data import TinyVirat, collate_clips
+from tinyaction.synthetic import default_data_root, make_synthetic
+
 from common import RESULTS, NaiveClips, device_name, interleaved_rates, write_report
-from tinyaction.data import TinyVirat, collate_clips, default_data_root, make_synthetic
 
 
 def one_pass(dataset: Dataset, workers: int, batch_size: int) -> int:

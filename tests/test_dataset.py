@@ -1,15 +1,23 @@
-"Annotation parsing, the TinyVirat dataset, skipping bad clips, and the synthetic dataset's layout."
+"Annotation parsing (on synthetic files and on the released TinyVIRAT-v2 records), the TinyVirat dataset, skipping bad clips."
 import json
 import shutil
 
-import numpy as np
 import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from tinyaction.data import (SPLIT_FILES, SYNTHETIC_CLASSES, SYNTHETIC_VERSION, DatasetFormatError, SkippedClipWarning, TinyVirat,
-                             VideoReadError, collate_clips, load_class_map, load_split, make_synthetic, multi_hot,
-                             read_clip)
+from tinyaction.data import (
+    SPLIT_FILES,
+    DatasetFormatError,
+    SkippedClipWarning,
+    TinyVirat,
+    collate_clips,
+    load_class_map,
+    load_split,
+    multi_hot,
+)
+from tinyaction.synthetic import SYNTHETIC_CLASSES
+from tinyaction.video import VideoReadError
 
 
 def copy_dataset(src, dst):
@@ -22,71 +30,6 @@ def rewrite_split(root, split, edit):
     edit(records)
     path.write_text(json.dumps(records))
     return path
-
-
-def test_synthetic_layout_and_schema(synthetic_root):
-    root = synthetic_root
-    assert json.loads((root / "class_map.json").read_text()) == {c: i for i, c in enumerate(SYNTHETIC_CLASSES)}
-    for split, n in (("train", 16), ("val", 8), ("test", 6)):
-        raw = json.loads((root / SPLIT_FILES[split]).read_text())
-        assert isinstance(raw, list) and len(raw) == n
-        for rec in raw:
-            if split == "test":
-                assert set(rec) == {"id", "path", "dim"} and rec["path"] == f"{rec['id']}.mp4" and len(rec["id"]) == 5
-            else:
-                assert set(rec) == {"id", "video_id", "path", "dim", "label"}
-                assert rec["path"] == f"{rec['video_id']}/{rec['id']}.mp4"
-                assert len(rec["id"]) == (6 if split == "train" else 5) and rec["label"]
-            assert (root / "videos" / split / rec["path"]).is_file()
-    val_ids = [int(r["id"]) for r in json.loads((root / SPLIT_FILES["val"]).read_text())]
-    assert val_ids == sorted(val_ids)
-
-
-def test_synthetic_round_trips_through_load_split(synthetic_root):
-    classes = load_class_map(synthetic_root)
-    for split in SPLIT_FILES:
-        for record in load_split(synthetic_root, split, check_files=True):
-            frames = read_clip(record.path)
-            assert frames.shape == (record.frames, record.height, record.width, 3)
-            assert multi_hot(record, classes).sum() == len(record.labels)
-
-
-def test_synthetic_is_deterministic_and_sized_like_tinyvirat(synthetic_root, tmp_path):
-    again = make_synthetic(tmp_path / "again", n_train=16, n_val=8, n_test=6, seed=3, workers=1)
-    for split in SPLIT_FILES:
-        assert (again / SPLIT_FILES[split]).read_text() == (synthetic_root / SPLIT_FILES[split]).read_text()
-    videos = sorted(p.relative_to(again) for p in (again / "videos").rglob("*.mp4"))
-    assert len(videos) == 30
-    for video in videos:
-        assert (again / video).read_bytes() == (synthetic_root / video).read_bytes(), f"{video} differs between the two runs"
-    records = load_split(again, "train")
-    assert all(12 <= r.width <= 128 and 12 <= r.height <= 128 and 10 <= r.frames <= 150 for r in records)
-
-
-def test_a_dataset_from_an_older_generator_is_made_again(tmp_path):
-    root = make_synthetic(tmp_path / "s", n_train=2, n_val=1, n_test=1, seed=5, workers=1)
-    stamp = json.loads((root / ".synthetic.json").read_text())
-    (root / ".synthetic.json").write_text(json.dumps({**stamp, "version": SYNTHETIC_VERSION - 1}))
-    victim = next((root / "videos").rglob("*.mp4"))
-    victim.write_bytes(b"")
-    make_synthetic(root, n_train=2, n_val=1, n_test=1, seed=5, workers=1)
-    assert victim.stat().st_size > 0
-    assert json.loads((root / ".synthetic.json").read_text())["version"] == SYNTHETIC_VERSION
-
-
-def test_synthetic_statistics():
-    "Checked on a larger set: label imbalance, co-occurring labels, short clips."
-    from tinyaction.data import _render_scene
-    labels, sizes, short = [], [], 0
-    for i in range(300):
-        rng = np.random.default_rng([11, i])
-        frames, clip_labels = _render_scene(rng)
-        labels.append(clip_labels)
-        short += frames.shape[0] < 16
-    counts = {c: sum(c in l for l in labels) for c in SYNTHETIC_CLASSES}
-    assert min(counts.values()) > 0 and max(counts.values()) > 4 * min(counts.values())
-    assert sum(len(l) > 1 for l in labels) > 60
-    assert short > 0
 
 
 def test_dataset_shapes_and_types(synthetic_root):
@@ -142,7 +85,8 @@ def test_unknown_class_name_is_reported_with_file_and_id(synthetic_root, tmp_pat
         records[3]["label"] = ["activity_flying"]
     path = rewrite_split(root, "train", edit)
     rid = json.loads(path.read_text())[3]["id"]
-    with pytest.raises(DatasetFormatError, match=rf"{path.name}: record 3 \(id='{rid}'\): unknown class name\(s\) \['activity_flying'\]"):
+    message = rf"{path.name}: record 3 \(id='{rid}'\): unknown class name\(s\) \['activity_flying'\]"
+    with pytest.raises(DatasetFormatError, match=message):
         load_split(root, "train")
 
 
@@ -190,14 +134,6 @@ def test_any_class_map_works(tmp_path, synthetic_root):
     assert target.tolist() == [1, 0, 1] and clip.shape == (3, 4, 24, 24)
 
 
-def test_committed_sample_is_a_valid_dataset():
-    from conftest import REPO_ROOT
-    root = REPO_ROOT / "data" / "sample"
-    counts = {split: len(load_split(root, split, check_files=True)) for split in SPLIT_FILES}
-    assert counts == {"train": 20, "val": 10, "test": 6}
-    assert sum(f.stat().st_size for f in root.rglob("*") if f.is_file()) < 1_000_000
-
-
 def test_cached_dataset_returns_exactly_the_uncached_clips(synthetic_root):
     for split, kw in (("val", dict(num_clips=3, clip_len=8, size=(24, 32))), ("train", dict(clip_len=4, size=20))):
         plain, cached = TinyVirat(synthetic_root, split, **kw), TinyVirat(synthetic_root, split, **kw)
@@ -223,3 +159,68 @@ def test_caching_a_split_with_a_bad_clip_raises_or_reports_it(synthetic_root, tm
     with pytest.warns(SkippedClipWarning, match=f"skipping clip {bad.id}: .*{bad.path.name}"):
         assert ds[2] is None
     assert ds[1] is not None
+
+
+def test_released_val_records_ids_with_gaps_and_labels(tinyvirat_annotations):
+    classes = load_class_map(tinyvirat_annotations)
+    assert len(classes) == 26
+    records = load_split(tinyvirat_annotations, "val")
+    ids = [r.id for r in records]
+    assert len(records) == 65 and all(len(i) == 5 and i.isdigit() for i in ids) and ids == sorted(ids)
+    assert "00004" not in ids and "00012" not in ids and ids[-1] == "03319", "ids are kept as released, gaps and zeros"
+    assert all(1 <= len(r.labels) <= 3 for r in records)
+    for record in records:
+        assert record.path == tinyvirat_annotations / "videos" / "val" / record.video_id / f"{record.id}.mp4"
+        assert multi_hot(record, classes).sum() == len(set(record.labels))
+
+
+def test_released_public_test_records_have_no_labels(tinyvirat_annotations):
+    records = load_split(tinyvirat_annotations, "test")
+    assert len(records) == 87 and all(r.labels == () for r in records)
+    assert all(r.path == tinyvirat_annotations / "videos" / "test" / f"{r.id}.mp4" for r in records)
+    assert {r.id: r.frames for r in records if r.frames < 16} == {"06089": 12, "06096": 6}
+
+
+def test_released_test_labels_are_read_with_annotations(tinyvirat_annotations):
+    "tiny_test_v2_private.json: the test labels released after the challenge, with an extra clip_id on MEVA clips."
+    private = tinyvirat_annotations / "tiny_test_v2_private.json"
+    assert any("clip_id" in raw for raw in json.loads(private.read_text()))
+    labelled = load_split(tinyvirat_annotations, "test", annotations=private)
+    public = {r.id: r for r in load_split(tinyvirat_annotations, "test")}
+    assert len(labelled) == 71 and all(r.labels for r in labelled)
+    for record in labelled:
+        assert record.path == tinyvirat_annotations / "videos" / "test" / f"{record.id}.mp4"
+        if record.id in public:
+            assert (record.path, record.frames, record.width, record.height) == (
+                public[record.id].path, public[record.id].frames, public[record.id].width, public[record.id].height)
+    dataset = TinyVirat(tinyvirat_annotations, "test", annotations=private)
+    assert [r.id for r in dataset.records] == [r.id for r in labelled]
+    assert dataset.records[-1].labels == ("Talking",) and dataset.records[-1].frames == 6
+
+
+def test_missing_or_unlabelled_annotations_are_named(tinyvirat_annotations, tmp_path):
+    missing = tmp_path / "tiny_test_v2_private.json"
+    with pytest.raises(DatasetFormatError, match=rf"{missing}: file not found"):
+        load_split(tinyvirat_annotations, "test", annotations=missing)
+    with pytest.raises(DatasetFormatError, match=rf"{missing}: file not found"):
+        TinyVirat(tinyvirat_annotations, "test", annotations=missing)
+    public = tinyvirat_annotations / SPLIT_FILES["test"]
+    unlabelled = r"tiny_test_v2_public.json: record 0 \(id='00000'\): missing key\(s\) \['label'\]"
+    with pytest.raises(DatasetFormatError, match=unlabelled):
+        load_split(tinyvirat_annotations, "val", annotations=public)
+
+
+def test_test_split_with_a_label_file_gives_targets_from_test_videos(synthetic_root, tmp_path):
+    root = copy_dataset(synthetic_root, tmp_path / "labelled")
+    raw = json.loads((root / SPLIT_FILES["test"]).read_text())
+    labels = [[SYNTHETIC_CLASSES[i % 10], SYNTHETIC_CLASSES[(i + 3) % 10]] for i in range(len(raw))]
+    released = tmp_path / "test_labels.json"
+    released.write_text(json.dumps([{**record, "label": label, "clip_id": f"c{i}"}
+                                    for i, (record, label) in enumerate(zip(raw, labels))]))
+    unlabelled = TinyVirat(root, "test", clip_len=4, size=16)
+    labelled = TinyVirat(root, "test", clip_len=4, size=16, annotations=released)
+    for i in range(len(raw)):
+        clip, target, clip_id = labelled[i]
+        assert clip_id == raw[i]["id"] and torch.equal(clip, unlabelled[i][0])
+        assert [labelled.classes[j] for j in target.nonzero().flatten()] == sorted(labels[i], key=SYNTHETIC_CLASSES.index)
+        assert unlabelled[i][1].sum() == 0

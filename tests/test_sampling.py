@@ -1,8 +1,8 @@
-"sample_indices: properties of each mode, short videos, determinism."
+"sample_indices: properties of each mode, short videos (the released test split's included), determinism."
 import numpy as np
 import pytest
 
-from tinyaction.data import sample_indices
+from tinyaction.data import SAMPLING_MODES, load_split, sample_indices
 
 
 @pytest.mark.parametrize("num_frames", [16, 17, 64, 150])
@@ -58,8 +58,23 @@ def test_short_videos_are_never_dropped(mode, num_frames):
 def test_short_policies():
     assert sample_indices(3, 7, "random", short="loop")[0].tolist() == [0, 1, 2, 0, 1, 2, 0]
     assert sample_indices(3, 7, "random", short="pad")[0].tolist() == [0, 1, 2, 2, 2, 2, 2]
-    with pytest.raises(ValueError, match="short"):
-        sample_indices(3, 7, short="drop")
+    for num_frames in (3, 100):  # a bad policy is reported whether or not this video needs one
+        with pytest.raises(ValueError, match="short must be one of"):
+            sample_indices(num_frames, 7, short="drop")
+
+
+@pytest.mark.parametrize("short", ["loop", "pad"])
+@pytest.mark.parametrize("mode", SAMPLING_MODES)
+def test_the_released_test_splits_6_and_12_frame_clips_get_valid_clips(tinyvirat_annotations, mode, short):
+    "TinyVIRAT-v2's public test file has clips of 6 and 12 frames; none may be dropped at clip_len 16."
+    records = load_split(tinyvirat_annotations, "test")
+    short_clips = sorted({r.frames for r in records if r.frames < 16})
+    assert short_clips == [6, 12]
+    for record in records:
+        clips = sample_indices(record.frames, 16, mode, num_clips=5, short=short, rng=0)
+        assert clips.shape == (5, 16) and clips.min() >= 0 and clips.max() < record.frames
+        if record.frames < 16:
+            assert set(clips.ravel()) == set(range(record.frames)), "every frame of a short clip is used"
 
 
 def test_seeded_sampling_is_deterministic_and_seeds_differ():
