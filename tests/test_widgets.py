@@ -1,41 +1,38 @@
 "ClipBrowser and ErrorExplorer driven as objects: set filters, step, and check what they display."
 import io
 import json
+from pathlib import Path
 
-import av
 import numpy as np
 import pytest
+from PIL import Image
 
-from conftest import REPO_ROOT
-from tinyaction.data import load_class_map, load_split, multi_hot, write_video
-from tinyaction.evaluate import save_scores
+from tinyaction.data import SPLIT_FILES, load_split
+from tinyaction.evaluate import load_scores, save_scores
+from tinyaction.video import write_video
 from tinyaction.widgets import ClipBrowser, ErrorExplorer, false_positive_cooccurrence
 
-SAMPLE = REPO_ROOT / "data" / "sample"
+from conftest import SAMPLE_ROOT, pyav_frames, write_sample_scores
 
 
-def video_shape(data: bytes) -> tuple:
-    "(frames, height, width) of MP4 bytes, decoded by PyAV."
-    with av.open(io.BytesIO(data)) as container:
-        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
-    return (len(frames), *frames[0].shape[:2])
+def video_shape(data: bytes, folder: Path) -> tuple[int, int, int]:
+    "(frames, height, width) of MP4 bytes, decoded by PyAV, the reference decoder, from a file in `folder`."
+    path = folder / "shown.mp4"
+    path.write_bytes(data)
+    return pyav_frames(path).shape[:3]
 
 
 @pytest.fixture(scope="module")
 def scored(tmp_path_factory):
-    "Deterministic scores over the sample's val split: a scores.npz as 04_evaluate writes it."
-    records = load_split(SAMPLE, "val")
-    classes = load_class_map(SAMPLE)
-    targets = np.stack([multi_hot(r, classes) for r in records])
-    rng = np.random.default_rng(0)
-    scores = np.clip(0.35 * targets + rng.uniform(0, 0.6, targets.shape), 0, 1).astype(np.float32)
-    path = save_scores(tmp_path_factory.mktemp("scores") / "scores.npz", [r.id for r in records], scores, classes, targets)
-    return path, records, classes, targets, scores
+    "Deterministic scores over the sample's val split, as 04_evaluate writes them, and what they hold."
+    path = write_sample_scores(tmp_path_factory.mktemp("scores") / "scores.npz")
+    data = load_scores(path)
+    return path, load_split(SAMPLE_ROOT, "val"), data["classes"], data["targets"], data["scores"]
 
 
 def test_browser_without_scores_filters_by_class_and_truth():
-    browser = ClipBrowser(SAMPLE, "train")
-    records = load_split(SAMPLE, "train")
+    browser = ClipBrowser(SAMPLE_ROOT, "train")
+    records = load_split(SAMPLE_ROOT, "train")
     assert [r.id for r in browser.selection] == [r.id for r in records]
     assert browser.error.options == ("all",) and browser.order.options == ("dataset order",)
     browser.class_filter.value = "activity_standing"
@@ -44,11 +41,11 @@ def test_browser_without_scores_filters_by_class_and_truth():
     assert [r.id for r in browser.selection] == expected
     browser.truth.value = "lacks the class"
     assert [r.id for r in browser.selection] == [r.id for r in records if "activity_standing" not in r.labels]
-    assert browser.status.value == f"{len(browser.selection)} of 20 clips"
+    assert browser.status.value == f"{len(browser.selection)} of {len(records)} clips"
 
 
-def test_stepping_and_what_is_displayed():
-    browser = ClipBrowser(SAMPLE, "train", input_size=112)
+def test_stepping_and_what_is_displayed(tmp_path):
+    browser = ClipBrowser(SAMPLE_ROOT, "train", input_size=112)
     first = browser.current
     browser.step(-1)
     assert browser.current is first
@@ -58,10 +55,10 @@ def test_stepping_and_what_is_displayed():
     assert f"<b>{second.id}</b>" in browser.info.value
     assert f"{second.width}x{second.height} px, {second.frames} frames" in browser.info.value
     assert all(label in browser.info.value for label in second.labels)
-    frames, height, width = video_shape(browser.native_video.value)
+    frames, height, width = video_shape(browser.native_video.value, tmp_path)
     zoom = height // second.height
     assert frames == second.frames and zoom % 2 == 0 and (height, width) == (second.height * zoom, second.width * zoom)
-    assert video_shape(browser.input_video.value) == (second.frames, 224, 224)
+    assert video_shape(browser.input_video.value, tmp_path) == (second.frames, 224, 224)
     browser.previous_button.click()
     assert browser.current is first
     browser.position.value = browser.position.max
@@ -71,7 +68,7 @@ def test_stepping_and_what_is_displayed():
 
 def test_false_negatives_worst_first_and_errors_in_colour(scored):
     path, records, classes, targets, scores = scored
-    browser = ClipBrowser(SAMPLE, "val", scores=path)
+    browser = ClipBrowser(SAMPLE_ROOT, "val", scores=path)
     c = int(np.argmax(targets.sum(0)))
     browser.show(classes[c], "false negatives")
     missed = np.flatnonzero(targets[:, c].astype(bool) & (scores[:, c] < 0.5))
@@ -90,7 +87,7 @@ def test_false_negatives_worst_first_and_errors_in_colour(scored):
 
 def test_an_empty_selection_clears_the_display(scored):
     path, *_ = scored
-    browser = ClipBrowser(SAMPLE, "val", scores=path)
+    browser = ClipBrowser(SAMPLE_ROOT, "val", scores=path)
     browser.show("activity_standing", "false positives")
     browser.truth.value = "has the class"  # a false positive never has the class
     assert browser.selection == [] and browser.current is None
@@ -104,12 +101,12 @@ def test_a_10x10_clip_is_enlarged_without_blurring(tmp_path):
     frames[:, 2:6, 3:5] = (255, 0, 0)
     write_video(root / "videos/val/V/000001.mp4", frames, codec="libx264", pix_fmt="yuv444p", crf=0)
     (root / "class_map.json").write_text(json.dumps({"a": 0, "b": 1}))
-    for split, name in (("train", "tiny_train_v2.json"), ("val", "tiny_val_v2.json"), ("test", "tiny_test_v2_public.json")):
-        rows = [{"id": "000001", "video_id": "V", "path": "V/000001.mp4", "dim": [12, 10, 10], "label": ["a"]}] if split == "val" else []
-        (root / name).write_text(json.dumps(rows))
+    record = {"id": "000001", "video_id": "V", "path": "V/000001.mp4", "dim": [12, 10, 10], "label": ["a"]}
+    for split, name in SPLIT_FILES.items():
+        (root / name).write_text(json.dumps([record] if split == "val" else []))
     browser = ClipBrowser(root, "val")
-    assert video_shape(browser.native_video.value) == (12, 240, 240)
-    strip = np.asarray(__import__("PIL.Image", fromlist=["Image"]).open(io.BytesIO(browser.strip.value)))
+    assert video_shape(browser.native_video.value, tmp_path) == (12, 240, 240)
+    strip = np.asarray(Image.open(io.BytesIO(browser.strip.value)))
     assert strip.shape[0] == 240
     block = strip[2 * 24:6 * 24, 3 * 24:5 * 24]
     assert (block[..., 0] > 200).all() and (block[..., 1] < 60).all(), "each source pixel must stay a sharp block"
@@ -119,12 +116,12 @@ def test_a_10x10_clip_is_enlarged_without_blurring(tmp_path):
 def test_scores_from_another_split_are_refused_with_the_ids(scored, tmp_path):
     path, *_ = scored
     with pytest.raises(ValueError, match="scored ids are not in this split"):
-        ClipBrowser(SAMPLE, "train", scores=path)
+        ClipBrowser(SAMPLE_ROOT, "train", scores=path)
 
 
 def test_explorer_figures_match_the_scores(scored):
     path, records, classes, targets, scores = scored
-    explorer = ErrorExplorer(path, root=SAMPLE, split="val")
+    explorer = ErrorExplorer(path, root=SAMPLE_ROOT, split="val")
     per_class = explorer.metrics["per_class"]
     assert [t.name for t in explorer.bars.data] == ["precision", "recall", "f1"]
     assert list(explorer.bars.data[2].y) == [c["f1"] for c in per_class]
