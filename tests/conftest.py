@@ -8,7 +8,10 @@ import av
 import numpy as np
 import pytest
 
-from tinyaction.data import make_synthetic
+from tinyaction.data import load_class_map, load_split, multi_hot
+from tinyaction.evaluate import save_scores
+from tinyaction.synthetic import make_synthetic
+from tinyaction.train import TrainConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 REAL_VIDEOS = Path(os.environ.get("TINYACTION_REAL_VIDEOS", REPO_ROOT.parent / "shared" / "fixtures" / "real_videos"))
@@ -36,6 +39,39 @@ def real_videos() -> Path:
 
 
 @pytest.fixture(scope="session")
+def tinyvirat_annotations() -> Path:
+    "Excerpts of the released TinyVIRAT-v2 annotation files (no videos), read-only."
+    root = REPO_ROOT.parent / "shared" / "fixtures" / "tinyvirat_annotations"
+    if not root.is_dir():
+        pytest.skip(f"TinyVIRAT-v2 annotation fixtures not found at {root}")
+    return root
+
+
+@pytest.fixture(scope="session")
 def synthetic_root(tmp_path_factory) -> Path:
     "A small synthetic dataset, made once per test session."
     return make_synthetic(tmp_path_factory.mktemp("synthetic"), n_train=16, n_val=8, n_test=6, seed=3, workers=2)
+
+
+SAMPLE_ROOT = REPO_ROOT / "data" / "sample"
+
+
+def write_sample_scores(path, split: str = "val", seed: int = 0) -> Path:
+    "A scores.npz over the committed sample's `split`, as 04_evaluate writes it: seeded scores that lean towards the truth."
+    records, classes = load_split(SAMPLE_ROOT, split), load_class_map(SAMPLE_ROOT)
+    targets = np.stack([multi_hot(r, classes) for r in records])
+    scores = np.clip(0.35 * targets + np.random.default_rng(seed).uniform(0, 0.6, targets.shape), 0, 1)
+    return save_scores(path, [r.id for r in records], scores, classes, targets)
+
+
+def run_module(module: str, *args: str) -> subprocess.CompletedProcess:
+    "Run `python -m module args...` from the repository root; fail with its stderr if it fails."
+    result = subprocess.run([sys.executable, "-m", module, *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def tiny_config(root, out_dir, **kw) -> TrainConfig:
+    "A training run small enough for a test: 4 frames of 16x16, batches of 4, no loader processes."
+    defaults = dict(clip_len=4, size=16, epochs=3, batch_size=4, num_workers=0, lr=1e-2)
+    return TrainConfig(data_dir=str(root), out_dir=str(out_dir), **{**defaults, **kw})

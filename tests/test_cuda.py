@@ -2,10 +2,13 @@
 import pytest
 import torch
 
+from tinyaction.checkpoint import load_checkpoint
 from tinyaction.data import ClipNormalize, TinyVirat
-from tinyaction.evaluate import load_checkpoint, predict
+from tinyaction.evaluate import predict
 from tinyaction.models import r2plus1d_tiny, to_fast_path
-from tinyaction.train import TrainConfig, fit, train_step
+from tinyaction.train import fit, train_step
+
+from conftest import tiny_config
 
 pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine")]
 
@@ -25,8 +28,7 @@ def test_a_bf16_step_tracks_an_fp32_step():
 @pytest.mark.parametrize("compiled", [False, True])
 def test_fit_on_cuda_and_evaluate_on_cpu(synthetic_root, tmp_path, compiled):
     out = tmp_path / "run"
-    metrics = fit(TrainConfig(data_dir=str(synthetic_root), out_dir=str(out), clip_len=4, size=16, epochs=2, batch_size=4,
-                              num_workers=2, cache=False, device="cuda", torch_compile=compiled))
+    metrics = fit(tiny_config(synthetic_root, out, epochs=2, num_workers=2, cache=False, device="cuda", torch_compile=compiled))
     assert 0 <= metrics["macro_f1"] <= 1
     val = TinyVirat(synthetic_root, "val", clip_len=4, size=16, sampling="uniform")
     on_gpu, _ = load_checkpoint(out / "checkpoint_last.pt", "cuda")

@@ -2,23 +2,25 @@
 import json
 import subprocess
 import sys
+from dataclasses import asdict
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import REPO_ROOT
-from tinyaction.evaluate import evaluation_dataset, load_checkpoint, predict
-from tinyaction.train import TrainConfig, fit
+from tinyaction.checkpoint import load_checkpoint
+from tinyaction.evaluate import evaluation_dataset, predict
+from tinyaction.train import fit
+
+from conftest import REPO_ROOT, tiny_config
 
 pytestmark = pytest.mark.slow
 
 
 def options(root, out, **kw) -> list[str]:
     "The command-line options of a tiny run; BatchNorm frozen, since PyTorch's SyncBatchNorm has no CPU version."
-    values = {**dict(data_dir=root, out_dir=out, clip_len=4, size=16, epochs=2, batch_size=4, num_workers=0, lr=1e-3,
-                     freeze_bn=True), **kw}
-    return [arg for name, value in values.items() for arg in (f"--{name}", str(value))]
+    config = tiny_config(root, out, **{**dict(epochs=2, lr=1e-3, freeze_bn=True), **kw})
+    return [arg for name, value in asdict(config).items() for arg in (f"--{name}", str(value))]
 
 
 def train(args: list[str], processes: int = 1) -> subprocess.CompletedProcess:
@@ -58,9 +60,7 @@ def test_two_gloo_processes_match_one_process(synthetic_root, tmp_path):
 
 def test_a_one_process_checkpoint_resumes_under_two_processes(synthetic_root, tmp_path):
     train(options(synthetic_root, tmp_path / "straight"))
-    config = dict(data_dir=str(synthetic_root), out_dir=str(tmp_path / "resumed"), clip_len=4, size=16, epochs=2,
-                  batch_size=4, num_workers=0, lr=1e-3, freeze_bn=True)
-    fit(TrainConfig(**config), stop_after_epochs=1)
+    fit(tiny_config(synthetic_root, tmp_path / "resumed", epochs=2, lr=1e-3, freeze_bn=True), stop_after_epochs=1)
     result = train(options(synthetic_root, tmp_path / "resumed", resume="auto"), processes=2)
     assert "resumed from" in result.stdout
     a, b = weights(tmp_path / "straight"), weights(tmp_path / "resumed")

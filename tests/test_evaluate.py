@@ -57,7 +57,7 @@ def test_answer_file_round_trip(tmp_path):
     y_pred = (rng.random((len(ids), 26)) < 0.2).astype(int)
     path = write_answer(tmp_path / "answer.txt", ids, y_pred)
     lines = path.read_text().splitlines()
-    assert len(lines) == len(ids) and all(len(l.split()) == 27 for l in lines)
+    assert len(lines) == len(ids) and all(len(line.split()) == 27 for line in lines)
     read_ids, read_pred = read_answer(path, num_classes=26)
     assert read_ids == ids and (read_pred == y_pred).all()
 

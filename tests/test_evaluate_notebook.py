@@ -1,21 +1,32 @@
-"nbs/04_evaluate.ipynb run headlessly by papermill: val (Table 1, metrics, thresholds) then test (answer.txt)."
+"""Evaluating a checkpoint: nbs/04_evaluate.ipynb headlessly (val, then test with val thresholds), and the test split
+scored against the labels released after the challenge"""
 import json
+import shutil
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import run_papermill
+from tinyaction.checkpoint import load_checkpoint
 from tinyaction.data import load_split, multi_hot
-from tinyaction.evaluate import evaluation_dataset, load_checkpoint, load_scores, load_thresholds, predict, read_answer
-from tinyaction.train import TrainConfig, fit
+from tinyaction.evaluate import (
+    EvalConfig,
+    evaluate_checkpoint,
+    evaluation_dataset,
+    load_scores,
+    load_thresholds,
+    predict,
+    read_answer,
+)
+from tinyaction.train import fit
+
+from conftest import run_papermill, tiny_config
 
 
 @pytest.fixture(scope="module")
 def checkpoint(synthetic_root, tmp_path_factory):
     out = tmp_path_factory.mktemp("trained")
-    fit(TrainConfig(data_dir=str(synthetic_root), out_dir=str(out), clip_len=4, size=16, epochs=1, batch_size=4,
-                    num_workers=0))
+    fit(tiny_config(synthetic_root, out, epochs=1))
     return out / "checkpoint_best.pt"
 
 
@@ -64,6 +75,34 @@ def test_a_missing_checkpoint_fails_the_run_with_its_path(tmp_path):
 def test_load_checkpoint_rebuilds_the_trained_network(checkpoint):
     model, info = load_checkpoint(checkpoint)
     state = torch.load(checkpoint, weights_only=False)
-    assert info["classes"] == state["classes"] and info["config"]["arch"] == "r2plus1d_tiny"
+    assert info.classes == state["classes"] and info.config["arch"] == "r2plus1d_tiny"
     assert all(torch.equal(v, state["model"][k]) for k, v in model.state_dict().items())
     assert not model.training
+
+
+def labelled_test_split(root, dst):
+    "A copy of `root` whose test split is its val split: public records without labels, released ones with them."
+    (dst / "videos").mkdir(parents=True)
+    shutil.copy(root / "class_map.json", dst)
+    shutil.copytree(root / "videos" / "val", dst / "videos" / "test")
+    released = json.loads((root / "tiny_val_v2.json").read_text())
+    public = [{k: r[k] for k in ("id", "path", "dim")} for r in released]
+    (dst / "tiny_test_v2_public.json").write_text(json.dumps(public))
+    (dst / "tiny_test_v2_private.json").write_text(json.dumps([{**r, "clip_id": f"MEVA_{r['id']}"} for r in released]))
+    return dst
+
+
+def test_the_test_split_is_scored_against_released_labels(synthetic_root, checkpoint, tmp_path):
+    root = labelled_test_split(synthetic_root, tmp_path / "released")
+    common = dict(checkpoint=checkpoint, num_clips=2, batch_size=4, num_workers=0, device="cpu")
+    on_val = evaluate_checkpoint(EvalConfig(**common, split="val", out_dir=tmp_path / "val"))
+    blind = evaluate_checkpoint(EvalConfig(**common, data_dir=root, split="test", out_dir=tmp_path / "blind"))
+    released = evaluate_checkpoint(EvalConfig(**common, data_dir=root, split="test", out_dir=tmp_path / "released_eval",
+                                              annotations=root / "tiny_test_v2_private.json"))
+    assert blind.metrics is None and "answer" in blind.files
+    assert released.metrics["macro_f1"] == on_val.metrics["macro_f1"]  # same videos, same draws, same labels
+    assert released.table[1]["macro_f1"] == on_val.table[1]["macro_f1"]
+    np.testing.assert_array_equal(released.scores, blind.scores)
+    summary = json.loads((tmp_path / "released_eval/metrics.json").read_text())
+    assert summary["split"] == "test" and summary["config"]["annotations"].endswith("tiny_test_v2_private.json")
+    assert summary["macro_f1"] == released.metrics["macro_f1"] and (tmp_path / "released_eval/answer.txt").is_file()

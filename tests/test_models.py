@@ -78,7 +78,8 @@ def test_the_network_has_one_stage_per_entry_of_layers(layers, widths):
 
 
 def test_widths_and_layers_mismatch_is_a_clear_error():
-    with pytest.raises(ValueError, match=r"widths must give one width per stage: layers=\[1, 1\] has 2 stages, widths=\[64, 128, 256, 512\] has 4"):
+    message = r"widths must give one width per stage: layers=\[1, 1\] has 2 stages, widths=\[64, 128, 256, 512\] has 4"
+    with pytest.raises(ValueError, match=message):
         R2Plus1D([1, 1])
     with pytest.raises(ValueError, match="layers must give at least one stage"):
         R2Plus1D([], widths=())
@@ -115,7 +116,9 @@ def test_load_pretrained_safetensors_and_prefixes(tmp_path):
 
 def test_load_pretrained_wrong_layout_is_a_clear_error(tmp_path):
     torch.save(r2plus1d_34(num_classes=400, ig65m=False).state_dict(), tmp_path / "tv34.pth")
-    with pytest.raises(ValueError, match=r"(?s)tv34.pth: 18 tensor shape\(s\) do not match.*layer2.0.conv2.0.0.weight: file \(230, 128, 1, 3, 3\) vs model \(288.*ig65m=False"):
+    message = (r"(?s)tv34.pth: 18 tensor shape\(s\) do not match.*"
+               r"layer2.0.conv2.0.0.weight: file \(230, 128, 1, 3, 3\) vs model \(288.*ig65m=False")
+    with pytest.raises(ValueError, match=message):
         load_pretrained(r2plus1d_34(num_classes=26, ig65m=True), tmp_path / "tv34.pth")
 
 

@@ -1,19 +1,18 @@
-"The training loop: exact resume, NaN guard, outputs, and the notebook run headlessly by papermill."
+"The training loop: outputs, exact resume, NaN guard, that it learns, and the notebook run headlessly by papermill."
 import json
 from dataclasses import replace
 
 import pytest
 import torch
 
-from conftest import run_papermill
+from tinyaction.checkpoint import read_checkpoint
+from tinyaction.config import ConfigError, make_config
 from tinyaction.data import ClipNormalize
 from tinyaction.models import r2plus1d_tiny, to_fast_path
+from tinyaction.synthetic import make_synthetic
 from tinyaction.train import NonFiniteLossError, TrainConfig, fit, train_one_epoch, train_step
 
-
-def tiny_config(root, out_dir, **kw) -> TrainConfig:
-    defaults = dict(clip_len=4, size=16, epochs=3, batch_size=4, num_workers=0, lr=1e-2)
-    return TrainConfig(data_dir=str(root), out_dir=str(out_dir), **{**defaults, **kw})
+from conftest import run_papermill, tiny_config
 
 
 def test_outputs_and_history(synthetic_root, tmp_path):
@@ -21,12 +20,14 @@ def test_outputs_and_history(synthetic_root, tmp_path):
     out = tmp_path / "run"
     for name in ("config.json", "history.jsonl", "metrics.json", "checkpoint_last.pt", "checkpoint_best.pt"):
         assert (out / name).is_file(), name
-    history = [json.loads(l) for l in (out / "history.jsonl").read_text().splitlines()]
+    history = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
     assert [h["epoch"] for h in history] == [0, 1]
     assert json.loads((out / "metrics.json").read_text())["best_epoch"] == metrics["best_epoch"] in (0, 1)
-    assert 0 <= metrics["macro_f1"] <= 1 and len(metrics["per_class"]) == 10
+    assert len(metrics["per_class"]) == 10
     checkpoint = torch.load(out / "checkpoint_last.pt", weights_only=False)
-    assert {"model", "optimizer", "scheduler", "scaler", "rng", "epoch", "step", "config"} <= set(checkpoint)
+    assert set(checkpoint) == {"model", "config", "classes", "epoch", "optimizer", "scheduler", "torch_rng", "best_f1",
+                               "best_epoch", "metrics"}
+    assert checkpoint["metrics"] == history[-1] and checkpoint["config"] == json.loads((out / "config.json").read_text())
 
 
 def test_resume_gives_the_same_weights_as_an_uninterrupted_run(synthetic_root, tmp_path):
@@ -34,13 +35,13 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(synthetic_root, t
     fit(straight)
     interrupted = tiny_config(synthetic_root, tmp_path / "interrupted")
     fit(interrupted, stop_after_epochs=1)
-    assert torch.load(tmp_path / "interrupted/checkpoint_last.pt", weights_only=False)["epoch"] == 0
+    assert read_checkpoint(tmp_path / "interrupted/checkpoint_last.pt").epoch == 0
     fit(replace(interrupted, resume="auto"))
-    a = torch.load(tmp_path / "straight/checkpoint_last.pt", weights_only=False)["model"]
-    b = torch.load(tmp_path / "interrupted/checkpoint_last.pt", weights_only=False)["model"]
+    a = read_checkpoint(tmp_path / "straight/checkpoint_last.pt").model
+    b = read_checkpoint(tmp_path / "interrupted/checkpoint_last.pt").model
     assert all(torch.equal(a[k], b[k]) for k in a)
     lines = (tmp_path / "interrupted/history.jsonl").read_text().splitlines()
-    assert [json.loads(l)["epoch"] for l in lines] == [0, 1, 2]
+    assert [json.loads(line)["epoch"] for line in lines] == [0, 1, 2]
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(synthetic_root, tmp_path):
@@ -55,6 +56,25 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(synthetic_root, tmp_p
     assert (out / "checkpoint_last.pt").read_bytes() == good
 
 
+# Measured with these settings (seed 0, 2 cores): after 6 epochs val macro F1 0.XX in YY s; an untrained network
+# scores 0.ZZ and predicting every class for every clip scores 0.WW. A broken loop (no optimizer step, shuffled
+# labels, wrong normalisation) stays near those.
+LEARNS_ABOVE = 0.5
+
+
+@pytest.fixture(scope="module")
+def learnable_root(tmp_path_factory):
+    "A synthetic set big enough to learn from in seconds: 480 training clips."
+    return make_synthetic(tmp_path_factory.mktemp("learnable"), n_train=480, n_val=120, n_test=0, seed=1)
+
+
+def test_a_short_run_learns(learnable_root, tmp_path):
+    untrained = fit(tiny_config(learnable_root, tmp_path / "untrained", epochs=1, lr=1e-12, clip_len=8, size=32))
+    trained = fit(tiny_config(learnable_root, tmp_path / "trained", epochs=6, lr=3e-3, clip_len=8, size=32,
+                              batch_size=16))
+    assert untrained["best_macro_f1"] < LEARNS_ABOVE - 0.1
+    assert trained["best_macro_f1"] > LEARNS_ABOVE, trained["best_macro_f1"]
+
 
 @pytest.mark.slow
 def test_train_notebook_runs_headlessly(synthetic_root, tmp_path):
@@ -63,26 +83,27 @@ def test_train_notebook_runs_headlessly(synthetic_root, tmp_path):
                            ("epochs", 2), ("size", 16), ("clip_len", 4), ("batch_size", 4), ("num_workers", 0))
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((out / "metrics.json").read_text())
-    assert 0 <= metrics["macro_f1"] <= 1 and metrics["best_epoch"] in (0, 1)
+    assert metrics["best_epoch"] in (0, 1) and len(metrics["per_class"]) == 10
     executed = (tmp_path / "out.ipynb").read_text()
     assert "val macro F1" in executed and "wall time" in executed
 
 
 @pytest.mark.slow
-def test_a_failing_cell_makes_papermill_fail(synthetic_root, tmp_path):
+def test_a_bad_parameter_fails_the_notebook_before_anything_is_written(synthetic_root, tmp_path):
     result = run_papermill("03_train.ipynb", tmp_path / "out.ipynb", ("data_dir", synthetic_root),
                            ("out_dir", tmp_path / "bad"), ("loss", "focal"), ("epochs", 1), ("size", 16), ("clip_len", 4))
     assert result.returncode != 0
-    assert "loss must be 'asl' or 'bce'" in result.stderr + result.stdout
+    assert "parameter 'loss': got 'focal'; expected one of ['asl', 'bce']" in result.stderr + result.stdout
+    assert not (tmp_path / "bad").exists()
 
 
 def test_cache_setting_is_checked_and_does_not_change_the_result(synthetic_root, tmp_path):
-    with pytest.raises(ValueError, match="cache must be True, False or 'auto'"):
-        fit(tiny_config(synthetic_root, tmp_path / "bad", cache="sometimes"))
+    with pytest.raises(ConfigError, match="parameter 'cache': got 'sometimes'; expected True, False or 'auto'"):
+        tiny_config(synthetic_root, tmp_path / "bad", cache="sometimes")
     cached = fit(tiny_config(synthetic_root, tmp_path / "cached", epochs=2, cache=True))
     streamed = fit(tiny_config(synthetic_root, tmp_path / "streamed", epochs=2, cache=False))
-    a = torch.load(tmp_path / "cached/checkpoint_last.pt", weights_only=False)["model"]
-    b = torch.load(tmp_path / "streamed/checkpoint_last.pt", weights_only=False)["model"]
+    a = read_checkpoint(tmp_path / "cached/checkpoint_last.pt").model
+    b = read_checkpoint(tmp_path / "streamed/checkpoint_last.pt").model
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert cached["macro_f1"] == streamed["macro_f1"]
 
@@ -112,22 +133,28 @@ def test_a_channels_last_step_matches_a_contiguous_step():
 
 
 def test_fit_honours_the_fast_path_switches_and_checks_workers(synthetic_root, tmp_path):
-    with pytest.raises(ValueError, match="num_workers must be 'auto' or an int >= 0, got -1"):
-        fit(tiny_config(synthetic_root, tmp_path / "bad", num_workers=-1, cache=False))
+    with pytest.raises(ConfigError, match="parameter 'num_workers': got -1; expected 'auto' or an int >= 0"):
+        tiny_config(synthetic_root, tmp_path / "bad", num_workers=-1, cache=False)
     weight = "layer1.0.conv1.0.0.weight"
     fit(tiny_config(synthetic_root, tmp_path / "fast", epochs=1, num_workers="auto", cache=False))
     fit(tiny_config(synthetic_root, tmp_path / "plain", epochs=1, channels_last=False))
-    fast = torch.load(tmp_path / "fast/checkpoint_last.pt", weights_only=False)["model"][weight]
-    plain = torch.load(tmp_path / "plain/checkpoint_last.pt", weights_only=False)["model"][weight]
+    fast = read_checkpoint(tmp_path / "fast/checkpoint_last.pt").model[weight]
+    plain = read_checkpoint(tmp_path / "plain/checkpoint_last.pt").model[weight]
     assert fast.is_contiguous(memory_format=torch.channels_last_3d) and not fast.is_contiguous()
     assert plain.is_contiguous()
-    history = [json.loads(l) for l in (tmp_path / "fast/history.jsonl").read_text().splitlines()]
+    history = [json.loads(line) for line in (tmp_path / "fast/history.jsonl").read_text().splitlines()]
     assert all(0 <= h["train_seconds"] <= h["seconds"] for h in history)
 
 
-@pytest.mark.slow
-def test_a_compiled_run_writes_checkpoints_that_load_into_an_eager_network(synthetic_root, tmp_path):
-    metrics = fit(tiny_config(synthetic_root, tmp_path / "compiled", epochs=1, torch_compile=True))
-    state = torch.load(tmp_path / "compiled/checkpoint_last.pt", weights_only=False)
-    assert state["config"]["torch_compile"] is True and 0 <= metrics["macro_f1"] <= 1
-    r2plus1d_tiny(num_classes=len(state["classes"])).load_state_dict(state["model"])
+def test_an_old_checkpoint_with_clip_and_numpy_state_still_resumes(synthetic_root, tmp_path):
+    out = tmp_path / "old"
+    fit(tiny_config(synthetic_root, out, epochs=1))
+    state = torch.load(out / "checkpoint_last.pt", weights_only=False)
+    state["config"]["clip"] = state["config"].pop("margin")
+    state.update(rng={"torch": state.pop("torch_rng"), "numpy": ("MT19937",)}, step=4, scaler=None)
+    torch.save(state, out / "checkpoint_last.pt")
+    with pytest.warns(FutureWarning, match="'clip' is deprecated"):
+        assert make_config(TrainConfig, state["config"]).margin == 0.05
+    metrics = fit(tiny_config(synthetic_root, out, epochs=2, resume="auto"))
+    assert metrics["best_epoch"] in (0, 1)
+    assert [json.loads(line)["epoch"] for line in (out / "history.jsonl").read_text().splitlines()] == [0, 1]
