@@ -8,21 +8,22 @@ Measured (--measure): `tinyaction.train.fit` on a synthetic TinyVIRAT-shaped tra
 at 16x112x112, ASL, random frames; the last epoch's training time (validation excluded) is reported,
 scaled to 16,950 clips when --clips differs.
 
-    python benchmarks/bench_epoch.py --train_json benchmarks/results/train_throughput.json --data_json benchmarks/results/data_pipeline.json
+    python benchmarks/bench_epoch.py --train_json benchmarks/results/train_throughput.json \
+        --data_json benchmarks/results/data_pipeline.json
     python benchmarks/bench_epoch.py ... --measure                         # GPU: a real 16,950-clip epoch
-    python benchmarks/bench_epoch.py ... --measure --clips 16 --arch r2plus1d_tiny --size 32 --clip_len 4 --batch_size 4 --out /tmp/x.json
+    python benchmarks/bench_epoch.py ... --measure --clips 16 --arch r2plus1d_tiny --size 32 --clip_len 4 \
+        --batch_size 4 --out /tmp/x.json
 """
 import argparse
 import json
 import tempfile
 from pathlib import Path
 
-import torch
+from tinyaction.evaluate import resolve_device
+from tinyaction.synthetic import default_data_root, make_synthetic
+from tinyaction.train import TrainConfig, fit
 
 from common import RESULTS, device_name, target, write_report
-from tinyaction.data import default_data_root, make_synthetic
-from tinyaction.evaluate import resolve_device
-from tinyaction.train import TrainConfig, fit
 
 TINYVIRAT_TRAIN_CLIPS = 16950
 

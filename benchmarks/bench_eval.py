@@ -18,11 +18,13 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from common import RESULTS, NaiveClips, device_name, interleaved_rates, target, write_report
-from tinyaction.data import ClipNormalize, TinyVirat, collate_clips, default_data_root, make_synthetic
+from tinyaction.data import ClipNormalize, TinyVirat, collate_clips
 from tinyaction.evaluate import predict, resolve_device
 from tinyaction.models import clip_format, r2plus1d_34, to_fast_path, torchvision_r2plus1d_34
+from tinyaction.synthetic import default_data_root, make_synthetic
 from tinyaction.train import auto_workers
+
+from common import RESULTS, NaiveClips, device_name, interleaved_rates, target, write_report
 
 
 @torch.no_grad()
@@ -66,7 +68,8 @@ def main():
     ours.load_state_dict(baseline.state_dict())
     ours = to_fast_path(ours, device).eval()
     clips = dict(clip_len=args.clip_len, size=args.size, num_clips=args.num_clips)
-    dataset, reference = TinyVirat(root, "val", sampling="random", **clips), NaiveClips(root, "val", args.clip_len, args.size, args.num_clips)
+    dataset = TinyVirat(root, "val", sampling="random", **clips)
+    reference = NaiveClips(root, "val", args.clip_len, args.size, args.num_clips)
     batch = torch.randint(0, 256, (args.batch_size, args.num_clips, 3, args.clip_len, args.size, args.size), dtype=torch.uint8,
                           device=device)
     model_only(ours, batch, 1)

@@ -22,12 +22,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from common import RESULTS, bf16_peak_tflops, device_name, interleaved_rates, target, write_report
 from tinyaction.data import ClipNormalize
 from tinyaction.evaluate import resolve_device
 from tinyaction.losses import AsymmetricLoss
 from tinyaction.models import count_flops, r2plus1d_34, to_fast_path, torchvision_r2plus1d_34
 from tinyaction.train import train_step
+
+from common import RESULTS, bf16_peak_tflops, device_name, interleaved_rates, target, write_report
 
 
 class Trainer:

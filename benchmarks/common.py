@@ -61,7 +61,8 @@ def write_report(path: Path, report: dict) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({**report, "torch": torch.__version__}, indent=1))
     for goal in report.get("targets", []):
-        print(f"target {goal['target']}: {goal['value']} ({'met' if goal['met'] else 'missed'}, {goal['value_over_goal']}x the goal)")
+        verdict = "met" if goal["met"] else "missed"
+        print(f"target {goal['target']}: {goal['value']} ({verdict}, {goal['value_over_goal']}x the goal)")
     print(f"wrote {path}")
     return path
 
@@ -81,7 +82,8 @@ class NaiveClips(Dataset):
         with av.open(str(record.path)) as container:
             frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
         picks = sample_indices(len(frames), self.clip_len, "random", self.num_clips, rng=np.random.default_rng(index))
-        resized = [np.asarray(Image.fromarray(frames[i]).resize((self.size, self.size), Image.BILINEAR)) for i in picks.reshape(-1)]
+        size = (self.size, self.size)
+        resized = [np.asarray(Image.fromarray(frames[i]).resize(size, Image.BILINEAR)) for i in picks.reshape(-1)]
         clip = torch.from_numpy(np.stack(resized)).unflatten(0, (self.num_clips, self.clip_len)).permute(0, 4, 1, 2, 3)
         return clip[0] if self.num_clips == 1 else clip, torch.from_numpy(multi_hot(record, self.classes)), record.id
 

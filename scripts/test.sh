@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# The project's one test command: package in sync with notebooks, notebooks clean, notebooks run, pytest.
+# The project's one test command: package in sync with notebooks, notebooks clean, lint, notebooks run, pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-echo "== 1/4 nbdev_export: tinyaction/ must match the notebooks"
+echo "== 1/5 nbdev_export: tinyaction/ must match the notebooks"
 # changed or new files after an export mean the committed (or staged) package is stale
 changed() { git --no-pager diff --stat -- "$1"; git ls-files --others --exclude-standard -- "$1"; }
 nbdev_export
@@ -13,7 +13,7 @@ if [ -n "$(changed tinyaction)" ]; then
   exit 1
 fi
 
-echo "== 2/4 nbdev_clean: notebooks must be clean"
+echo "== 2/5 nbdev_clean: notebooks must be clean"
 nbdev_clean
 if [ -n "$(changed nbs)" ]; then
   changed nbs
@@ -21,8 +21,11 @@ if [ -n "$(changed nbs)" ]; then
   exit 1
 fi
 
-echo "== 3/4 nbdev_test: every notebook runs"
+echo "== 3/5 ruff: notebooks, package, tests and benchmarks lint clean (ruff.toml)"
+ruff check .
+
+echo "== 4/5 nbdev_test: every notebook runs"
 nbdev_test --do_print
 
-echo "== 4/4 pytest"
+echo "== 5/5 pytest"
 python -m pytest tests/ "$@"
