@@ -2,13 +2,15 @@
 import json
 from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
 
 from tinyaction.checkpoint import read_checkpoint
 from tinyaction.config import ConfigError, make_config
-from tinyaction.data import ClipNormalize
-from tinyaction.models import r2plus1d_tiny, to_fast_path
+from tinyaction.data import ClipNormalize, TinyVirat, multi_hot
+from tinyaction.evaluate import multilabel_metrics, predict
+from tinyaction.models import get_model, r2plus1d_tiny, to_fast_path
 from tinyaction.synthetic import make_synthetic
 from tinyaction.train import NonFiniteLossError, TrainConfig, fit, train_one_epoch, train_step
 
@@ -56,24 +58,31 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(synthetic_root, tmp_p
     assert (out / "checkpoint_last.pt").read_bytes() == good
 
 
-# Measured with these settings (seed 0, 2 cores): after 6 epochs val macro F1 0.XX in YY s; an untrained network
-# scores 0.ZZ and predicting every class for every clip scores 0.WW. A broken loop (no optimizer step, shuffled
-# labels, wrong normalisation) stays near those.
-LEARNS_ABOVE = 0.5
+# A run that learns must beat what a network can score without learning. Measured on this set (480 training clips,
+# 120 val, seed 1; 2 CPU cores): the untrained network 0.22 and predicting every class for every clip 0.30, while
+# these settings (ASL, batch 8, 20 epochs, 1,200 steps, about 35 s) end at 0.43; BCE needs more steps than that
+# (0.27 after 900). A loop that does not update the network, or that feeds it clips and labels that do not belong
+# together, stays at the baselines.
+LEARNS_ABOVE = 0.38
 
 
 @pytest.fixture(scope="module")
 def learnable_root(tmp_path_factory):
-    "A synthetic set big enough to learn from in seconds: 480 training clips."
+    "A synthetic set big enough to learn from in half a minute: 480 training and 120 validation clips."
     return make_synthetic(tmp_path_factory.mktemp("learnable"), n_train=480, n_val=120, n_test=0, seed=1)
 
 
 def test_a_short_run_learns(learnable_root, tmp_path):
-    untrained = fit(tiny_config(learnable_root, tmp_path / "untrained", epochs=1, lr=1e-12, clip_len=8, size=32))
-    trained = fit(tiny_config(learnable_root, tmp_path / "trained", epochs=6, lr=3e-3, clip_len=8, size=32,
-                              batch_size=16))
-    assert untrained["best_macro_f1"] < LEARNS_ABOVE - 0.1
-    assert trained["best_macro_f1"] > LEARNS_ABOVE, trained["best_macro_f1"]
+    val = TinyVirat(learnable_root, "val", clip_len=8, size=32, sampling="uniform")
+    targets = np.stack([multi_hot(r, val.classes) for r in val.records])
+    torch.manual_seed(0)
+    _, untrained = predict(get_model("r2plus1d_tiny", num_classes=len(val.classes)), val, num_clips=1, progress=False)
+    baselines = {"untrained": multilabel_metrics(targets, untrained)["macro_f1"],
+                 "every class": multilabel_metrics(targets, np.ones_like(targets))["macro_f1"]}
+    assert max(baselines.values()) < LEARNS_ABOVE - 0.05, baselines
+    trained = fit(tiny_config(learnable_root, tmp_path / "run", clip_len=8, size=32, epochs=20, batch_size=8, lr=3e-3,
+                              loss="asl"))
+    assert trained["macro_f1"] > LEARNS_ABOVE, (trained["macro_f1"], baselines)
 
 
 @pytest.mark.slow

@@ -16,8 +16,8 @@ from typing import Any, Mapping, Sequence, TypeVar, Union
 from fastcore.docments import docments
 
 # %% auto #0
-__all__ = ['TRUE_WORDS', 'FALSE_WORDS', 'NONE_WORDS', 'C', 'ConfigError', 'parse_bool', 'coerce', 'field_types', 'make_config',
-           'config_parser', 'parse_config']
+__all__ = ['TRUE_WORDS', 'FALSE_WORDS', 'NONE_WORDS', 'C', 'ConfigError', 'parse_bool', 'coerce', 'field_types', 'coerce_fields',
+           'make_config', 'config_parser', 'parse_config']
 
 # %% ../nbs/02a_config.ipynb #08b5db86
 class ConfigError(ValueError):
@@ -103,6 +103,12 @@ def _renamed(cls: type, values: Mapping[str, object]) -> dict[str, object]:
             warnings.warn(f"parameter {old!r} is deprecated; use {new!r}", FutureWarning, stacklevel=3)
             values[new] = values.pop(old)
     return values
+
+
+def coerce_fields(config: object) -> None:
+    "Convert every field of the dataclass instance `config` to its declared type, in place (for `__post_init__`)."
+    for name, kind in field_types(type(config)).items():
+        setattr(config, name, coerce(getattr(config, name), kind, name))
 
 
 def make_config(cls: type[C], values: Mapping[str, object], ignore_unknown: bool = False) -> C:

@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
 
 from .checkpoint import Checkpoint, load_checkpoint
-from .config import ConfigError, coerce, field_types, parse_config
+from .config import ConfigError, coerce_fields, parse_config
 from .data import SPLIT_FILES, ClipNormalize, TinyVirat, collate_clips, multi_hot
 from .models import clip_format
 from .synthetic import resolve_data_dir
@@ -220,8 +220,7 @@ class EvalConfig:
     num_workers: int = 2  # loader processes
 
     def __post_init__(self):
-        for name, kind in field_types(type(self)).items():
-            setattr(self, name, coerce(getattr(self, name), kind, name))
+        coerce_fields(self)
         if self.split not in SPLIT_FILES:
             raise ConfigError("split", self.split, f"one of {list(SPLIT_FILES)}")
         for name in ("num_clips", "batch_size"):
