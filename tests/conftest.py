@@ -1,5 +1,7 @@
 "Shared fixtures: paths, PyAV reference decoding, and small datasets made by the kit itself."
+import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -8,7 +10,7 @@ import av
 import numpy as np
 import pytest
 
-from tinyaction.data import load_class_map, load_split, multi_hot
+from tinyaction.data import SPLIT_FILES, load_class_map, load_split, multi_hot
 from tinyaction.evaluate import save_scores
 from tinyaction.synthetic import make_synthetic
 from tinyaction.train import TrainConfig
@@ -75,3 +77,17 @@ def tiny_config(root, out_dir, **kw) -> TrainConfig:
     "A training run small enough for a test: 4 frames of 16x16, batches of 4, no loader processes."
     defaults = dict(clip_len=4, size=16, epochs=3, batch_size=4, num_workers=0, lr=1e-2)
     return TrainConfig(data_dir=str(root), out_dir=str(out_dir), **{**defaults, **kw})
+
+
+def copy_dataset(src, dst) -> Path:
+    "A copy of the dataset folder `src` at `dst`, to edit in a test."
+    return Path(shutil.copytree(src, dst))
+
+
+def rewrite_split(root, split: str, edit) -> Path:
+    "Apply `edit` (a function that changes the list of records in place) to the annotation file of `split` under `root`."
+    path = Path(root) / SPLIT_FILES[split]
+    records = json.loads(path.read_text())
+    edit(records)
+    path.write_text(json.dumps(records))
+    return path

@@ -40,7 +40,7 @@ def non_default_training(root, out, weights) -> dict[str, tuple[str, object]]:
         "warmup_epochs": ("0.5", 0.5), "grad_clip": ("2", 2.0), "sampling": ("random", "random"),
         "val_clips": ("2", 2), "val_sampling": ("segments", "segments"), "skip_errors": ("yes", True),
         "cache": ("no", False), "freeze_bn": ("True", True), "sync_bn": ("0", False), "channels_last": ("off", False),
-        "cudnn_benchmark": ("False", False), "torch_compile": ("on", True),
+        "cudnn_benchmark": ("False", False), "torch_compile": ("on", True), "overwrite": ("yes", True),
     }
 
 

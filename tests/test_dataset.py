@@ -19,17 +19,7 @@ from tinyaction.data import (
 from tinyaction.synthetic import SYNTHETIC_CLASSES
 from tinyaction.video import VideoReadError
 
-
-def copy_dataset(src, dst):
-    return shutil.copytree(src, dst)
-
-
-def rewrite_split(root, split, edit):
-    path = root / SPLIT_FILES[split]
-    records = json.loads(path.read_text())
-    edit(records)
-    path.write_text(json.dumps(records))
-    return path
+from conftest import copy_dataset, rewrite_split
 
 
 def test_dataset_shapes_and_types(synthetic_root):

@@ -17,10 +17,11 @@ from tinyaction.evaluate import (
     load_thresholds,
     predict,
     read_answer,
+    save_thresholds,
 )
 from tinyaction.train import fit
 
-from conftest import run_papermill, tiny_config
+from conftest import copy_dataset, run_papermill, tiny_config
 
 
 @pytest.fixture(scope="module")
@@ -106,3 +107,33 @@ def test_the_test_split_is_scored_against_released_labels(synthetic_root, checkp
     summary = json.loads((tmp_path / "released_eval/metrics.json").read_text())
     assert summary["split"] == "test" and summary["config"]["annotations"].endswith("tiny_test_v2_private.json")
     assert summary["macro_f1"] == released.metrics["macro_f1"] and (tmp_path / "released_eval/answer.txt").is_file()
+
+
+def test_a_checkpoint_with_other_class_names_is_refused_naming_the_checkpoint(synthetic_root, checkpoint, tmp_path):
+    root = copy_dataset(synthetic_root, tmp_path / "renamed")
+    class_map = json.loads((root / "class_map.json").read_text())
+    (root / "class_map.json").write_text(json.dumps({f"{name}_v2": i for name, i in class_map.items()}))
+    with pytest.raises(ValueError, match="class_map.json has classes .* but the checkpoint was trained on .* does not fit"):
+        evaluate_checkpoint(EvalConfig(checkpoint, data_dir=root, split="test", out_dir=tmp_path / "eval", num_workers=0))
+    assert not (tmp_path / "eval").exists()
+
+
+def test_classes_in_another_order_give_answer_columns_in_the_class_map_order(synthetic_root, checkpoint, tmp_path):
+    state = torch.load(checkpoint, weights_only=False)
+    flipped = {**state, "classes": state["classes"][::-1],
+               "model": {**state["model"], "fc.weight": state["model"]["fc.weight"].flip(0),
+                         "fc.bias": state["model"]["fc.bias"].flip(0)}}
+    torch.save(flipped, tmp_path / "flipped.pt")
+    common = dict(split="test", num_clips=2, num_workers=0, device="cpu")
+    straight = evaluate_checkpoint(EvalConfig(checkpoint, out_dir=tmp_path / "straight", **common))
+    reordered = evaluate_checkpoint(EvalConfig(tmp_path / "flipped.pt", out_dir=tmp_path / "flipped", **common))
+    np.testing.assert_allclose(reordered.scores, straight.scores, atol=1e-6)
+    assert (tmp_path / "flipped/answer.txt").read_text() == (tmp_path / "straight/answer.txt").read_text()
+
+
+def test_nan_or_out_of_range_thresholds_are_refused(checkpoint, tmp_path):
+    classes = torch.load(checkpoint, weights_only=False)["classes"]
+    save_thresholds(tmp_path / "t.json", [float("nan")] + [0.5] * (len(classes) - 1), classes)
+    with pytest.raises(ValueError, match=r"thresholds must be numbers in \[0, 1\]; got \['activity_standing: nan'\]"):
+        evaluate_checkpoint(EvalConfig(checkpoint, split="test", thresholds=tmp_path / "t.json", out_dir=tmp_path / "e",
+                                       num_workers=0))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -67,8 +68,10 @@ def read_checkpoint(path: PathLike, device: str | torch.device = "cpu") -> Check
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    # not weights_only: files written before this schema hold NumPy's RNG state (local files of this kit only)
-    state = torch.load(path, map_location=device, weights_only=False)
+    try:  # not weights_only: files written before this schema hold NumPy's RNG state (local files of this kit only)
+        state = torch.load(path, map_location=device, weights_only=False)
+    except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError) as e:
+        raise ValueError(f"{path}: not a readable checkpoint (truncated, or not written by torch.save): {e}") from e
     missing = [k for k in CHECKPOINT_KEYS if k not in state] if isinstance(state, dict) else list(CHECKPOINT_KEYS)
     if missing:
         raise ValueError(f"{path}: not a tinyaction training checkpoint (missing {missing}); "

@@ -21,14 +21,14 @@ from tqdm.auto import tqdm
 
 from .checkpoint import Checkpoint, load_checkpoint
 from .config import ConfigError, coerce_fields, parse_config
-from .data import SPLIT_FILES, ClipNormalize, TinyVirat, collate_clips, multi_hot
+from .data import SPLIT_FILES, ClipNormalize, TinyVirat, collate_clips, load_class_map, multi_hot
 from .models import clip_format
 from .synthetic import resolve_data_dir
 
 # %% auto #0
 __all__ = ['multilabel_metrics', 'tune_thresholds', 'cross_fit_predictions', 'save_thresholds', 'load_thresholds', 'write_answer',
-           'read_answer', 'resolve_device', 'predict', 'save_scores', 'load_scores', 'evaluation_dataset', 'EvalConfig',
-           'EvalReport', 'evaluate_checkpoint', 'main']
+           'read_answer', 'resolve_device', 'predict', 'save_scores', 'load_scores', 'output_order',
+           'evaluation_dataset', 'EvalConfig', 'EvalReport', 'evaluate_checkpoint', 'main']
 
 # %% ../nbs/04_evaluate.ipynb #47a46bca
 def _safe_div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
@@ -97,11 +97,18 @@ def save_thresholds(path: str | Path, thresholds: Sequence[float], classes: Sequ
 
 
 def load_thresholds(path: str | Path, classes: Sequence[str]) -> np.ndarray:
-    "Per-class thresholds from a JSON file written by `save_thresholds`, checked against `classes`."
-    saved = json.loads(Path(path).read_text())
-    if list(saved.get("classes", [])) != list(classes) or len(saved.get("thresholds", [])) != len(classes):
-        raise ValueError(f"{path}: thresholds are for classes {saved.get('classes')}, not for this model's {list(classes)}")
-    return np.asarray(saved["thresholds"], dtype=float)
+    "Per-class thresholds from a JSON file written by `save_thresholds`, checked against `classes` and [0, 1]."
+    try:
+        saved = json.loads(Path(path).read_text())
+        names, values = list(saved["classes"]), np.asarray(saved["thresholds"], dtype=float)
+    except (OSError, ValueError, TypeError, KeyError) as e:
+        raise ValueError(f"{path}: not a thresholds file of save_thresholds ({type(e).__name__}: {e})") from e
+    if names != list(classes) or values.shape != (len(classes),):
+        raise ValueError(f"{path}: thresholds are for classes {names}, not for this model's {list(classes)}")
+    bad = [f"{n}: {v}" for n, v in zip(names, values) if not 0 <= v <= 1]  # NaN fails too
+    if bad:
+        raise ValueError(f"{path}: thresholds must be numbers in [0, 1]; got {bad}")
+    return values
 
 # %% ../nbs/04_evaluate.ipynb #c4cd7a18
 def write_answer(path: str | Path, ids: Sequence[str], y_pred: np.ndarray) -> Path:
@@ -195,13 +202,23 @@ def load_scores(path: str | Path) -> dict:
             "thresholds": data["thresholds"], "targets": targets}
 
 # %% ../nbs/04_evaluate.ipynb #0fc7f8da
+def output_order(checkpoint_classes: Sequence[str], dataset_classes: Sequence[str], class_map: Path) -> list[int]:
+    "For each class of the dataset's class map, the network output that scores it; an error if the classes differ."
+    if sorted(checkpoint_classes) != sorted(dataset_classes):
+        raise ValueError(f"{class_map} has classes {list(dataset_classes)}, but the checkpoint was trained on "
+                         f"{list(checkpoint_classes)}: the checkpoint does not fit this dataset")
+    return [list(checkpoint_classes).index(name) for name in dataset_classes]
+
+
 def evaluation_dataset(checkpoint: Checkpoint, data_dir: str | Path | None, split: str,
                        annotations: str | Path | None = None) -> TinyVirat:
-    "A split sampled as the checkpoint was trained: its clip length, input size, frame sampling and class order."
+    "A split sampled as the checkpoint was trained (clip length, input size, frame sampling), classes in its class map's order."
     config = checkpoint.config
     root = resolve_data_dir(data_dir if data_dir is not None else config["data_dir"])
+    classes = load_class_map(root)
+    output_order(checkpoint.classes, classes, root / "class_map.json")
     return TinyVirat(root, split, clip_len=config["clip_len"], size=config["size"], train=False,
-                     sampling=config.get("sampling", "random"), classes=checkpoint.classes, seed=config["seed"],
+                     sampling=config.get("sampling", "random"), classes=classes, seed=config["seed"],
                      annotations=annotations)
 
 # %% ../nbs/04_evaluate.ipynb #8ba112e5
@@ -284,12 +301,13 @@ def evaluate_checkpoint(config: EvalConfig) -> EvalReport:
     classes, out = dataset.classes, Path(config.out_dir)
     threshold = np.full(len(classes), 0.5) if config.thresholds is None else load_thresholds(config.thresholds, classes)
     labelled = any(r.labels for r in dataset.records)
+    order = output_order(checkpoint.classes, classes, dataset.root / "class_map.json")
     runs = {}
     for k in sorted({1, config.num_clips}) if labelled else [config.num_clips]:
         start = time.time()
         ids, scores = predict(model, dataset, num_clips=k, batch_size=config.batch_size,
                               num_workers=config.num_workers, device=config.device)
-        runs[k] = (ids, scores, (time.time() - start) / max(len(ids), 1))
+        runs[k] = (ids, scores[:, order], (time.time() - start) / max(len(ids), 1))
     ids, scores, _ = runs[config.num_clips]
     report = EvalReport(config, checkpoint.epoch, classes, ids, scores, threshold,
                         seconds_per_video={k: s for k, (_, _, s) in runs.items()})

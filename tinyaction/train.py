@@ -8,8 +8,10 @@ from __future__ import annotations
 import json
 import math
 import os
+import socket
 import sys
 import time
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import ClassVar, Sequence
@@ -30,14 +32,15 @@ from .models import MODELS, clip_format, get_model, load_pretrained, to_fast_pat
 from .synthetic import resolve_data_dir
 
 # %% auto #0
-__all__ = ['LOSSES', 'FINITE_CHECK_EVERY', 'CACHE_AUTO_BYTES', 'TrainConfig', 'build_loss', 'build_scheduler', 'train_step',
-           'NonFiniteLossError', 'check_finite', 'freeze_batchnorm', 'train_one_epoch', 'auto_workers',
-           'loader_workers', 'epoch_loader', 'cache_if_asked', 'init_distributed', 'gather_predictions',
-           'sum_across_ranks', 'Run', 'build_datasets', 'build_network', 'build_run', 'validate', 'run_epoch',
-           'save_epoch', 'resume_path', 'start_or_resume', 'fit', 'main']
+__all__ = ['LOSSES', 'FINITE_CHECK_EVERY', 'CACHE_AUTO_BYTES', 'LOCK_FILE', 'RUN_FILES', 'TrainConfig', 'build_loss',
+           'build_scheduler', 'train_step', 'NonFiniteLossError', 'check_finite', 'freeze_batchnorm', 'train_one_epoch',
+           'auto_workers', 'loader_workers', 'epoch_loader', 'cache_if_asked', 'init_distributed', 'gather_predictions',
+           'sum_across_ranks', 'Run', 'build_datasets', 'build_network', 'check_splits', 'build_run', 'validate',
+           'run_epoch', 'save_epoch', 'RunFolderError', 'run_lock', 'claim_out_dir', 'resume_path',
+           'read_resume_checkpoint', 'trim_history', 'start_or_resume', 'run_epochs', 'fit', 'main']
 
 # %% ../nbs/03_train.ipynb #1943cd3e
-# over 60 lines: 31 fields, each with its comment, and the checks of their values
+# over 60 lines: 32 fields, each with its comment, and the checks of their values
 LOSSES = ("asl", "bce")
 
 
@@ -75,6 +78,7 @@ class TrainConfig:
     channels_last: bool = True  # weights and clips in channels_last_3d (the fast path)
     cudnn_benchmark: bool = True  # cuDNN autotuning on CUDA
     torch_compile: bool = False  # torch.compile the training network (a minute or more of compilation first)
+    overwrite: bool = False  # start afresh in an out_dir that holds another run, deleting that run's files
 
     ALIASES: ClassVar[dict[str, str]] = {"clip": "margin"}  # deprecated names of renamed fields
 
@@ -300,11 +304,21 @@ def build_network(config: TrainConfig, num_classes: int, device: torch.device, w
     return model, torch.compile(net) if config.torch_compile else net
 
 
+def check_splits(train_set: TinyVirat, val_set: TinyVirat, batch_size: int):
+    "Refuse splits that would train or validate on nothing: every step takes a full batch, so fewer clips than it is none."
+    if len(train_set) < batch_size:
+        raise ValueError(f"batch_size {batch_size} is larger than the training split ({len(train_set)} clips in "
+                         f"{train_set.root}): no full batch to train on (every step takes a full batch); lower batch_size")
+    if len(val_set) == 0:
+        raise ValueError(f"the val split of {val_set.root} has no clips: nothing to validate on")
+
+
 def build_run(config: TrainConfig) -> Run:
     "Everything a run of `config` needs, built in a reproducible order."
     torch.manual_seed(config.seed)
     rank, world, device = init_distributed(config.device)
     train_set, val_set = build_datasets(config)
+    check_splits(train_set, val_set, config.batch_size)
     model, net = build_network(config, len(train_set.classes), device, world)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay,
                                   fused=device.type == "cuda")
@@ -319,6 +333,8 @@ def validate(run: Run) -> tuple[dict, int]:
                           num_workers=loader_workers(run.val_set, run.config), device=run.device, progress=False,
                           indices=range(run.rank, len(run.val_set), run.world))
     ids, scores = gather_predictions(ids, scores, run.val_set, run.world)
+    if not ids:
+        raise RuntimeError(f"no validation clip could be read: all {len(run.val_set)} of {run.val_set.root} were skipped")
     records = {r.id: r for r in run.val_set.records}
     targets = np.stack([multi_hot(records[i], run.val_set.classes) for i in ids])
     return multilabel_metrics(targets, scores, class_names=run.val_set.classes), len(ids)
@@ -353,7 +369,72 @@ def save_epoch(run: Run, row: dict, best_f1: float, best_epoch: int):
     if best_epoch == row["epoch"]:
         checkpoint.save(run.out / "checkpoint_best.pt")
 
-# %% ../nbs/03_train.ipynb #19df1103
+# %% ../nbs/03_train.ipynb #f7d795f7
+class RunFolderError(RuntimeError):
+    "An out_dir that another run is using, or that holds a run this one would overwrite."
+
+
+LOCK_FILE = "run.lock"
+
+
+def _lock_owner(lock: Path) -> dict:
+    "The pid, host and start time written in `lock` (empty if unreadable)."
+    try:
+        return json.loads(lock.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _is_stale(owner: dict) -> bool:
+    "Whether the run that wrote a lock is gone: it ran on this host and its process no longer exists."
+    if owner.get("host") != socket.gethostname() or not isinstance(owner.get("pid"), int):
+        return False
+    try:
+        os.kill(owner["pid"], 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, but another user's
+        return False
+    return False
+
+
+@contextmanager
+def run_lock(out: Path):
+    "Hold `out/run.lock` while a run writes to `out`; another run into `out` meanwhile fails, naming this one."
+    out.mkdir(parents=True, exist_ok=True)
+    lock = out / LOCK_FILE
+    if lock.exists() and _is_stale(_lock_owner(lock)):
+        lock.unlink()
+    try:
+        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        owner = _lock_owner(lock)
+        raise RunFolderError(f"{out} is in use by another run (pid {owner.get('pid')} on {owner.get('host')}, started "
+                             f"{owner.get('started')}); wait for it to end or choose another out_dir") from None
+    with os.fdopen(fd, "w") as f:
+        json.dump({"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}, f)
+    try:
+        yield lock
+    finally:
+        lock.unlink(missing_ok=True)
+
+# %% ../nbs/03_train.ipynb #1a90ec65
+RUN_FILES = ("config.json", "history.jsonl", "metrics.json", "checkpoint_last.pt", "checkpoint_best.pt")
+
+
+def claim_out_dir(config: TrainConfig, resuming: bool):
+    "Refuse to start afresh in an out_dir that holds a run, unless `overwrite`, which deletes that run's files."
+    out = Path(config.out_dir)
+    present = [name for name in RUN_FILES if (out / name).exists()]
+    if resuming or not present:
+        return
+    if not config.overwrite:
+        raise RunFolderError(f"{out} holds a run ({', '.join(present)}): resume='auto' continues it, overwrite=True "
+                             "replaces it, or choose another out_dir")
+    for name in present:
+        (out / name).unlink()
+
+# %% ../nbs/03_train.ipynb #f030e9bb
 def resume_path(config: TrainConfig) -> Path | None:
     "The checkpoint to resume from: None for a fresh start; an error for a missing explicit path."
     if config.resume is None:
@@ -366,28 +447,48 @@ def resume_path(config: TrainConfig) -> Path | None:
     return path
 
 
+def read_resume_checkpoint(path: Path, run: Run) -> Checkpoint:
+    "The checkpoint at `path`, checked to belong to this run (architecture and classes)."
+    try:
+        checkpoint = read_checkpoint(path, run.device)
+    except ValueError as e:
+        best = run.out / "checkpoint_best.pt"
+        hint = f"; resume={best} continues from the best epoch" if best.is_file() and best != path else ""
+        raise ValueError(f"{e}{hint}") from e
+    theirs, ours = (checkpoint.config.get("arch"), checkpoint.classes), (run.config.arch, run.train_set.classes)
+    if theirs != ours:
+        raise ValueError(f"{path} was trained as {theirs[0]} on {len(theirs[1])} classes {theirs[1]}, but this run is "
+                         f"{ours[0]} on {len(ours[1])} classes {ours[1]}: resume a checkpoint of this run")
+    return checkpoint
+
+# %% ../nbs/03_train.ipynb #2d87d252
+def trim_history(path: Path, last_epoch: int):
+    "Keep the rows of history.jsonl up to `last_epoch`, the epoch of the checkpoint a run resumes from."
+    rows = [line for line in path.read_text().splitlines() if json.loads(line)["epoch"] <= last_epoch] if path.is_file() else []
+    path.write_text("".join(row + "\n" for row in rows))
+
+
 def start_or_resume(run: Run) -> tuple[int, float, int]:
     "(first epoch, best macro F1, best epoch) of the run, restoring its state from a checkpoint when resuming."
     path = resume_path(run.config)
+    if run.rank == 0:
+        claim_out_dir(run.config, resuming=path is not None)
     start, best_f1, best_epoch = 0, -1.0, -1
     if path is not None:
-        checkpoint = read_checkpoint(path, run.device)
+        checkpoint = read_resume_checkpoint(path, run)
         restore(checkpoint, run.model, run.optimizer, run.scheduler)
         start, best_f1, best_epoch = checkpoint.epoch + 1, checkpoint.best_f1, checkpoint.best_epoch
         print(f"resumed from {path} at epoch {start}")
     if run.rank == 0:
-        run.out.mkdir(parents=True, exist_ok=True)
         (run.out / "config.json").write_text(json.dumps(asdict(run.config), indent=1))
-        if path is None:
-            (run.out / "history.jsonl").write_text("")
+        trim_history(run.out / "history.jsonl", start - 1)
     return start, best_f1, best_epoch
 
-# %% ../nbs/03_train.ipynb #8bed7c7c
-def fit(config: TrainConfig, stop_after_epochs: int | None = None) -> dict:
-    "Train and validate as configured (on every process torchrun starts); returns the final metrics."
-    run = build_run(config)
+# %% ../nbs/03_train.ipynb #11830bce
+def run_epochs(run: Run, stop_after_epochs: int | None = None) -> dict:
+    "Start or resume `run`, train and validate its epochs, and write its outputs; returns the final metrics."
     start, best_f1, best_epoch = start_or_resume(run)
-    end = config.epochs if stop_after_epochs is None else min(config.epochs, start + stop_after_epochs)
+    end = run.config.epochs if stop_after_epochs is None else min(run.config.epochs, start + stop_after_epochs)
     metrics, started = None, time.time()
     for epoch in range(start, end):
         row, metrics = run_epoch(run, epoch)
@@ -402,6 +503,13 @@ def fit(config: TrainConfig, stop_after_epochs: int | None = None) -> dict:
     if run.rank == 0:
         metrics_path.write_text(json.dumps(final, indent=1))
     return final
+
+
+def fit(config: TrainConfig, stop_after_epochs: int | None = None) -> dict:
+    "Train and validate as configured (on every process torchrun starts); returns the final metrics."
+    run = build_run(config)
+    with run_lock(run.out) if run.rank == 0 else nullcontext():
+        return run_epochs(run, stop_after_epochs)
 
 # %% ../nbs/03_train.ipynb #1d396fa0
 def main(argv: Sequence[str] | None = None) -> dict:

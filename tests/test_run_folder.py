@@ -1,0 +1,140 @@
+"""A run's folder is never damaged: bad values are refused before anything is written, a run owns its folder,
+a new run does not clobber an old one, history and checkpoint agree after a crash, and runs that would train or
+validate on nothing are refused."""
+import json
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import replace
+
+import pytest
+
+from tinyaction.checkpoint import read_checkpoint
+from tinyaction.config import ConfigError
+from tinyaction.train import RunFolderError, fit
+
+from conftest import REPO_ROOT, copy_dataset, rewrite_split, run_module, tiny_config
+
+
+def snapshot(folder) -> dict:
+    "Every file of `folder` and its bytes."
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+@pytest.fixture
+def finished(synthetic_root, tmp_path):
+    "A finished two-epoch run."
+    out = tmp_path / "finished"
+    fit(tiny_config(synthetic_root, out, epochs=2))
+    return out
+
+
+def test_a_bad_value_into_a_finished_run_changes_nothing(synthetic_root, finished):
+    before = snapshot(finished)
+    result = subprocess.run([sys.executable, "-m", "tinyaction.train", "--data_dir", str(synthetic_root), "--out_dir",
+                             str(finished), "--epochs", "two"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0 and "parameter 'epochs': got 'two'; expected an int" in result.stderr
+    assert snapshot(finished) == before
+
+
+@pytest.mark.parametrize("name, value, allowed", [("epochs", -1, "an int >= 1"), ("lr", 0.0, "a number > 0"),
+                                                   ("batch_size", 0, "an int >= 1"), ("sampling", "every", "one of"),
+                                                   ("loss", "focal", "one of"), ("val_clips", 0, "an int >= 1")])
+def test_out_of_range_values_are_refused_naming_the_parameter(synthetic_root, tmp_path, name, value, allowed):
+    with pytest.raises(ConfigError, match=f"parameter '{name}': got {value!r}; expected {allowed}"):
+        tiny_config(synthetic_root, tmp_path / "bad", **{name: value})
+    assert not (tmp_path / "bad").exists()
+
+
+def test_a_new_run_in_a_folder_holding_a_run_is_refused_unless_overwrite(synthetic_root, finished):
+    before = snapshot(finished)
+    with pytest.raises(RunFolderError, match="holds a run .*resume='auto' continues it, overwrite=True replaces it"):
+        fit(tiny_config(synthetic_root, finished, epochs=1))
+    assert snapshot(finished) == before
+    fit(tiny_config(synthetic_root, finished, epochs=1, overwrite=True))
+    history = [json.loads(line) for line in (finished / "history.jsonl").read_text().splitlines()]
+    assert [row["epoch"] for row in history] == [0]
+    assert read_checkpoint(finished / "checkpoint_last.pt").config["epochs"] == 1
+
+
+def test_a_second_run_into_a_busy_folder_is_refused_naming_the_first(synthetic_root, tmp_path):
+    out = tmp_path / "busy"
+    first = subprocess.Popen([sys.executable, "-m", "tinyaction.train",
+                              *[arg for k, v in dict(data_dir=synthetic_root, out_dir=out, clip_len=4, size=16, epochs=40,
+                                                     batch_size=4, num_workers=0).items() for arg in (f"--{k}", str(v))]],
+                             cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / "run.lock").exists():
+            assert first.poll() is None, first.stderr.read()
+            assert time.monotonic() < deadline, "the first run never took its folder"
+            time.sleep(0.05)
+        with pytest.raises(RunFolderError, match=f"is in use by another run \\(pid {first.pid} "):
+            fit(tiny_config(synthetic_root, out, epochs=1, resume="auto"))
+    finally:
+        first.terminate()
+        first.wait(timeout=60)
+
+
+def test_a_lock_left_by_a_killed_run_is_taken_over(synthetic_root, tmp_path):
+    out = tmp_path / "killed"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    out.mkdir()
+    (out / "run.lock").write_text(json.dumps({"pid": dead.pid, "host": socket.gethostname()}))
+    fit(tiny_config(synthetic_root, out, epochs=1))
+    assert not (out / "run.lock").exists() and (out / "checkpoint_last.pt").is_file()
+
+
+def test_a_crash_between_history_and_checkpoint_leaves_no_duplicate_row(synthetic_root, tmp_path):
+    out = tmp_path / "crashed"
+    fit(tiny_config(synthetic_root, out, epochs=2), stop_after_epochs=1)
+    with (out / "history.jsonl").open("a") as f:  # epoch 1's row written, then killed before its checkpoint
+        f.write(json.dumps({"epoch": 1, "train_loss": 0.0}) + "\n")
+    fit(tiny_config(synthetic_root, out, epochs=2, resume="auto"))
+    rows = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
+    assert [row["epoch"] for row in rows] == [0, 1] and rows[1]["train_loss"] > 0
+
+
+def test_a_batch_larger_than_the_train_split_is_refused(synthetic_root, tmp_path):
+    with pytest.raises(ValueError, match="batch_size 32 is larger than the training split \\(16 clips"):
+        fit(tiny_config(synthetic_root, tmp_path / "big", batch_size=32))
+    assert not (tmp_path / "big").exists()
+
+
+def test_an_empty_train_split_is_refused(synthetic_root, tmp_path):
+    root = copy_dataset(synthetic_root, tmp_path / "empty")
+    rewrite_split(root, "train", lambda records: records.clear())
+    with pytest.raises(ValueError, match="larger than the training split \\(0 clips"):
+        fit(tiny_config(root, tmp_path / "run"))
+
+
+def test_a_val_split_with_no_readable_clip_is_a_clear_error(synthetic_root, tmp_path):
+    root = copy_dataset(synthetic_root, tmp_path / "broken_val")
+    for video in (root / "videos" / "val").rglob("*.mp4"):
+        video.write_bytes(b"not a video")
+    with pytest.warns(UserWarning, match="skipping clip"):
+        with pytest.raises(RuntimeError, match="no validation clip could be read: all 8 .* were skipped"):
+            fit(tiny_config(root, tmp_path / "run", skip_errors=True, cache=False, epochs=1))
+
+
+def test_resuming_a_checkpoint_of_another_architecture_names_both(synthetic_root, finished):
+    with pytest.raises(ValueError, match="was trained as r2plus1d_tiny on 10 classes .* but this run is r2plus1d_18"):
+        fit(tiny_config(synthetic_root, finished, arch="r2plus1d_18", epochs=3, resume="auto"))
+
+
+def test_resume_auto_with_a_corrupt_last_checkpoint_points_to_the_best(synthetic_root, finished):
+    last = finished / "checkpoint_last.pt"
+    last.write_bytes(last.read_bytes()[:5000])
+    with pytest.raises(ValueError, match="checkpoint_last.pt: not a readable checkpoint .*resume=.*checkpoint_best.pt"):
+        fit(tiny_config(synthetic_root, finished, epochs=3, resume="auto"))
+    run_module("tinyaction.train", "--data_dir", str(synthetic_root), "--out_dir", str(finished), "--epochs", "3",
+               "--clip_len", "4", "--size", "16", "--batch_size", "4", "--num_workers", "0",
+               "--resume", str(finished / "checkpoint_best.pt"))
+    assert read_checkpoint(last).epoch == 2
+
+
+def test_replace_keeps_the_checks(synthetic_root, tmp_path):
+    with pytest.raises(ConfigError, match="parameter 'epochs'"):
+        replace(tiny_config(synthetic_root, tmp_path), epochs="many")
