@@ -214,3 +214,27 @@ def test_test_split_with_a_label_file_gives_targets_from_test_videos(synthetic_r
         assert clip_id == raw[i]["id"] and torch.equal(clip, unlabelled[i][0])
         assert [labelled.classes[j] for j in target.nonzero().flatten()] == sorted(labels[i], key=SYNTHETIC_CLASSES.index)
         assert unlabelled[i][1].sum() == 0
+
+
+def test_a_class_map_index_given_as_a_string_names_the_file(synthetic_root, tmp_path):
+    root = copy_dataset(synthetic_root, tmp_path / "strings")
+    class_map = json.loads((root / "class_map.json").read_text())
+    (root / "class_map.json").write_text(json.dumps({**class_map, "activity_walking": "1"}))
+    with pytest.raises(DatasetFormatError, match="class_map.json: indices must be ints; got {'activity_walking': '1'}"):
+        load_class_map(root)
+
+
+def test_non_utf8_bytes_in_an_annotation_file_name_the_file(synthetic_root, tmp_path):
+    root = copy_dataset(synthetic_root, tmp_path / "latin1")
+    path = root / SPLIT_FILES["val"]
+    path.write_bytes(path.read_bytes().replace(b'"label"', '"lab\xe9l"'.encode("latin-1"), 1))
+    with pytest.raises(DatasetFormatError, match="tiny_val_v2.json: not UTF-8 text"):
+        load_split(root, "val")
+
+
+@pytest.mark.parametrize("dim", [[10**12, 64, 64], [True, 64, 64], [16, 64.0, 64], [16, 64, 10**6]])
+def test_absurd_or_non_int_dims_are_refused(synthetic_root, tmp_path, dim):
+    root = copy_dataset(synthetic_root, tmp_path / "dims")
+    rewrite_split(root, "val", lambda records: records[2].update(dim=dim))
+    with pytest.raises(DatasetFormatError, match=r"record 2 .*'dim' must be \[frames, width, height\], ints"):
+        load_split(root, "val")

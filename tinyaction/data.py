@@ -20,9 +20,9 @@ from torch.utils.data import Dataset, default_collate
 from .video import PathLike, Size, VideoReadError, _as_hw, read_clip
 
 # %% auto #0
-__all__ = ['SPLIT_FILES', 'SAMPLING_MODES', 'SHORT_POLICIES', 'KINETICS_MEAN', 'KINETICS_STD', 'DatasetFormatError',
-           'load_class_map', 'Record', 'load_split', 'multi_hot', 'sample_indices', 'normalize_clip', 'ClipNormalize',
-           'SkippedClipWarning', 'TinyVirat', 'collate_clips']
+__all__ = ['SPLIT_FILES', 'MAX_FRAMES', 'MAX_SIDE', 'SAMPLING_MODES', 'SHORT_POLICIES', 'KINETICS_MEAN', 'KINETICS_STD',
+           'DatasetFormatError', 'load_class_map', 'Record', 'load_split', 'multi_hot', 'sample_indices',
+           'normalize_clip', 'ClipNormalize', 'SkippedClipWarning', 'TinyVirat', 'collate_clips']
 
 # %% ../nbs/00_data.ipynb #4a2108e3
 SPLIT_FILES = {"train": "tiny_train_v2.json", "val": "tiny_val_v2.json", "test": "tiny_test_v2_public.json"}
@@ -38,6 +38,8 @@ def _read_json(path: Path):
         raise DatasetFormatError(f"{path}: file not found")
     try:
         return json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise DatasetFormatError(f"{path}: not UTF-8 text ({e})") from e
     except json.JSONDecodeError as e:
         raise DatasetFormatError(f"{path}: invalid JSON ({e})") from e
 
@@ -48,6 +50,9 @@ def load_class_map(root: PathLike) -> list[str]:
     mapping = _read_json(path)
     if not isinstance(mapping, dict) or not mapping:
         raise DatasetFormatError(f"{path}: expected a non-empty object mapping class name -> index")
+    not_ints = {name: i for name, i in mapping.items() if not isinstance(i, int) or isinstance(i, bool)}
+    if not_ints:
+        raise DatasetFormatError(f"{path}: indices must be ints; got {not_ints}")
     if sorted(mapping.values()) != list(range(len(mapping))):
         raise DatasetFormatError(f"{path}: indices must be 0..{len(mapping) - 1}, each once; got {sorted(mapping.values())}")
     return sorted(mapping, key=mapping.get)
@@ -65,6 +70,10 @@ class Record:
     labels: tuple[str, ...] = ()
 
 
+MAX_FRAMES = 1_000_000  # nine hours at 30 fps: a larger count is a broken record, and would distort cache sizing
+MAX_SIDE = 16_384  # pixels; TinyVIRAT's clips are at most 128
+
+
 def _parse_record(raw: object, position: int, source: Path, videos_dir: Path, needs_labels: bool) -> Record:
     "Validate one raw JSON record and turn it into a `Record`."
     rid = raw.get("id") if isinstance(raw, dict) else None
@@ -75,8 +84,10 @@ def _parse_record(raw: object, position: int, source: Path, videos_dir: Path, ne
     if missing:
         raise DatasetFormatError(f"{where}: missing key(s) {missing}")
     dim = raw["dim"]
-    if not (isinstance(dim, list) and len(dim) == 3 and all(isinstance(d, int) and d > 0 for d in dim)):
-        raise DatasetFormatError(f"{where}: 'dim' must be [frames, width, height] of positive ints, got {dim!r}")
+    if not (isinstance(dim, list) and len(dim) == 3 and all(type(d) is int for d in dim)
+            and 0 < dim[0] <= MAX_FRAMES and all(0 < d <= MAX_SIDE for d in dim[1:])):
+        raise DatasetFormatError(f"{where}: 'dim' must be [frames, width, height], ints with 1 <= frames <= {MAX_FRAMES} "
+                                 f"and 1 <= sides <= {MAX_SIDE}; got {dim!r}")
     labels = raw.get("label", [])
     if not (isinstance(labels, list) and all(isinstance(label, str) for label in labels)):
         raise DatasetFormatError(f"{where}: 'label' must be a list of class names, got {labels!r}")

@@ -62,6 +62,12 @@ class AsymmetricLoss(nn.Module):
             raise ValueError(f"logits and targets must have the same shape, got {tuple(logits.shape)} and {tuple(targets.shape)}")
         dtype = torch.promote_types(logits.dtype, torch.float32)  # bf16/fp16 -> float32; float64 stays float64
         logits, targets = logits.to(dtype), targets.to(dtype)
+        in_range = ((targets >= 0) & (targets <= 1)).all()
+        if targets.is_cuda:  # checked on the device: reading the result would make the host wait for every step
+            torch._assert_async(in_range, "AsymmetricLoss: targets must lie in [0, 1]")
+        elif not in_range:
+            raise ValueError(f"targets must lie in [0, 1] (multi-hot or soft labels); got values from "
+                             f"{targets.min().item()} to {targets.max().item()}")
         p = torch.sigmoid(logits)
         q = (1 - p + self.margin).clamp(max=1) if self.margin > 0 else 1 - p  # q = 1 - p_m
         loss = targets * torch.log(p.clamp(min=self.eps)) + (1 - targets) * torch.log(q.clamp(min=self.eps))

@@ -222,6 +222,9 @@ CACHE_AUTO_BYTES = 4 * 2**30  # the CPU demo's splits need 0.9 GB; the whole of 
 def cache_if_asked(datasets: Sequence[TinyVirat], cache: bool | str, workers: int):
     "Cache the splits in memory when asked, or with 'auto' when they need at most CACHE_AUTO_BYTES."
     need = sum(d.cache_nbytes() for d in datasets)
+    if cache == "auto" and need > CACHE_AUTO_BYTES:
+        print(f"not caching: the splits need {need / 1e9:.1f} GB decoded, more than cache='auto' takes "
+              f"({CACHE_AUTO_BYTES / 1e9:.1f} GB); cache=True forces it")
     if cache is True or (cache == "auto" and need <= CACHE_AUTO_BYTES):
         start = time.time()
         for d in datasets:
