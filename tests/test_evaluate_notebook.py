@@ -137,3 +137,9 @@ def test_nan_or_out_of_range_thresholds_are_refused(checkpoint, tmp_path):
     with pytest.raises(ValueError, match=r"thresholds must be numbers in \[0, 1\]; got \['activity_standing: nan'\]"):
         evaluate_checkpoint(EvalConfig(checkpoint, split="test", thresholds=tmp_path / "t.json", out_dir=tmp_path / "e",
                                        num_workers=0))
+
+
+@pytest.mark.parametrize("name, value", [("num_clips", 0), ("batch_size", 0), ("split", "validation"), ("num_workers", -1)])
+def test_evaluation_parameters_are_checked_up_front(name, value):
+    with pytest.raises(ValueError, match=f"parameter '{name}': got {value!r}"):
+        EvalConfig(**{name: value})

@@ -160,3 +160,22 @@ def test_torch_compile_matches_eager():
     with torch.no_grad():
         compiled = torch.compile(model)(x)
         assert torch.allclose(compiled, model(x), atol=1e-4, rtol=1e-4)
+
+
+def test_weights_of_another_architecture_do_not_blame_the_ig65m_layout(tmp_path):
+    torch.save(r2plus1d_tiny(num_classes=26).state_dict(), tmp_path / "tiny.pth")
+    with pytest.raises(ValueError, match="another architecture") as error:
+        load_pretrained(r2plus1d_34(num_classes=26, ig65m=True), tmp_path / "tiny.pth")
+    assert "ig65m" not in str(error.value)
+
+
+@pytest.mark.parametrize("content", [b"", b"not a torch file", None])
+def test_an_unreadable_pretrained_file_is_a_clear_error(tmp_path, content):
+    path = tmp_path / "weights.pth"
+    if content is None:  # a real file cut short, as a full disk leaves it
+        torch.save(r2plus1d_tiny(num_classes=26).state_dict(), path)
+        content = path.read_bytes()[:4000]
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match="weights.pth: not a readable weights file") as error:
+        load_pretrained(r2plus1d_tiny(num_classes=26), path)
+    assert "weights_only" not in str(error.value)

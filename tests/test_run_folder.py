@@ -12,7 +12,8 @@ import pytest
 
 from tinyaction.checkpoint import read_checkpoint
 from tinyaction.config import ConfigError
-from tinyaction.train import RunFolderError, fit
+from tinyaction.data import TinyVirat
+from tinyaction.train import RunFolderError, cache_if_asked, fit
 
 from conftest import REPO_ROOT, copy_dataset, rewrite_split, run_module, tiny_config
 
@@ -138,3 +139,9 @@ def test_resume_auto_with_a_corrupt_last_checkpoint_points_to_the_best(synthetic
 def test_replace_keeps_the_checks(synthetic_root, tmp_path):
     with pytest.raises(ConfigError, match="parameter 'epochs'"):
         replace(tiny_config(synthetic_root, tmp_path), epochs="many")
+
+
+def test_cache_auto_says_why_it_does_not_cache(synthetic_root, capsys):
+    huge = TinyVirat(synthetic_root, "val", clip_len=4, size=8192)
+    cache_if_asked([huge], "auto", workers=1)
+    assert "not caching: the splits need" in capsys.readouterr().out and huge.videos is None

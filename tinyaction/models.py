@@ -6,6 +6,8 @@
 from __future__ import annotations
 
 import copy
+import pickle
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -208,11 +210,15 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: weights file not found (nothing is downloaded; pass a local file)")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-        state = load_file(str(path))
-    else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+            state = load_file(str(path))
+        else:  # weights_only: a weights file holds tensors; nothing in it gets to run code
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError) as e:
+        raise ValueError(f"{path}: not a readable weights file (truncated, not a torch or safetensors file, or holding "
+                         f"objects other than tensors; {type(e).__name__})") from e
     # a wrapper (a training checkpoint, say) may hold other tensors beside its state dict, such as an RNG state
     while isinstance(state, dict) and any(isinstance(state.get(k), dict) for k in _WRAPPER_KEYS):
         state = next(state[k] for k in _WRAPPER_KEYS if isinstance(state.get(k), dict))
@@ -244,11 +250,13 @@ HEAD_KEYS = ("fc.weight", "fc.bias")
 def _shape_error(path: Path, mismatched: list[tuple[str, tuple, tuple]]) -> ValueError:
     "An error listing mismatched shapes, with a hint at the layout flag."
     lines = "\n".join(f"  {k}: file {f} vs model {m}" for k, f, m in mismatched[:8])
-    hint = ""
-    if any(".conv2.0.0." in k or ".conv2.0.3." in k for k, _, _ in mismatched):
-        hint = ("\nThe (2+1)D intermediate channels (mid_planes) differ: this looks like a torchvision-layout file in an "
-                "IG65M-layout model or the reverse; build the model with r2plus1d_34(ig65m=False) or ig65m=True to match "
-                "the file.")
+    mid_planes_only = all(re.search(r"\.conv[12]\.0\.[013]\.", k) for k, _, _ in mismatched)
+    if mid_planes_only:
+        hint = ("\nOnly the (2+1)D intermediate channels (mid_planes) differ: this looks like a torchvision-layout file "
+                "in an IG65M-layout model or the reverse; build the model with r2plus1d_34(ig65m=False) or ig65m=True to "
+                "match the file.")
+    else:
+        hint = "\nThe file is of another architecture (other stage widths): build the network it was trained as."
     return ValueError(f"{path}: {len(mismatched)} tensor shape(s) do not match the model:\n{lines}{hint}")
 
 
