@@ -78,7 +78,11 @@ def _decode_pyav(path: Path, indices: Indices) -> DecodedFrames:
         raise VideoReadError(f"{path}: cannot decode ({e})") from e
     idx = _resolve_indices(indices, len(decoded), path)
     unique, inverse = np.unique(idx, return_inverse=True)
-    return DecodedFrames(np.stack([decoded[i].to_ndarray(format="rgb24") for i in unique]), inverse, "pyav")
+    frames = np.stack([decoded[i].to_ndarray(format="rgb24") for i in unique])
+    turns = round(decoded[0].rotation / 90) % 4  # the display matrix, in quarter turns counterclockwise
+    if turns:  # shown as players show it, and as decord returns it
+        frames = np.ascontiguousarray(np.rot90(frames, turns, axes=(1, 2)))
+    return DecodedFrames(frames, inverse, "pyav")
 
 # %% ../nbs/00a_video.ipynb #57271944
 def _decode_decord(path: Path, indices: Indices) -> DecodedFrames | None:
