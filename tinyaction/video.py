@@ -85,8 +85,15 @@ def _decode_pyav(path: Path, indices: Indices) -> DecodedFrames:
     return DecodedFrames(frames, inverse, "pyav")
 
 # %% ../nbs/00a_video.ipynb #57271944
+_DECORD_REFUSED: set[tuple[str, int, int]] = set()  # (path, size, mtime) of files decord failed on
+
+
 def _decode_decord(path: Path, indices: Indices) -> DecodedFrames | None:
     "Frames decoded by decord, or None where decord cannot be trusted."
+    stat = path.stat()
+    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    if key in _DECORD_REFUSED:  # each failed decord open leaks about 1 kB: a broken file is not given to it twice
+        return None
     try:
         reader = decord.VideoReader(str(path), num_threads=1)
         idx = _resolve_indices(indices, len(reader), path)
@@ -95,6 +102,7 @@ def _decode_decord(path: Path, indices: Indices) -> DecodedFrames | None:
     except VideoReadError:
         raise
     except (decord.DECORDError, RuntimeError):  # RuntimeError: decord cannot open the file at all
+        _DECORD_REFUSED.add(key)
         return None
     _, height, width, channels = frames.shape
     if channels != 3 or height % 2 or width % 2:
