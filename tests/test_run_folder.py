@@ -2,10 +2,10 @@
 a new run does not clobber an old one, history and checkpoint agree after a crash, and runs that would train or
 validate on nothing are refused."""
 import json
+import os
 import socket
 import subprocess
 import sys
-import time
 from dataclasses import replace
 
 import pytest
@@ -61,16 +61,15 @@ def test_a_new_run_in_a_folder_holding_a_run_is_refused_unless_overwrite(synthet
 
 def test_a_second_run_into_a_busy_folder_is_refused_naming_the_first(synthetic_root, tmp_path):
     out = tmp_path / "busy"
-    first = subprocess.Popen([sys.executable, "-m", "tinyaction.train",
-                              *[arg for k, v in dict(data_dir=synthetic_root, out_dir=out, clip_len=4, size=16, epochs=40,
-                                                     batch_size=4, num_workers=0).items() for arg in (f"--{k}", str(v))]],
-                             cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    options = dict(data_dir=synthetic_root, out_dir=out, clip_len=4, size=16, epochs=40, batch_size=4, num_workers=0)
+    command = [sys.executable, "-m", "tinyaction.train", *[a for k, v in options.items() for a in (f"--{k}", str(v))]]
+    first = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
-        deadline = time.monotonic() + 120
-        while not (out / "run.lock").exists():
-            assert first.poll() is None, first.stderr.read()
-            assert time.monotonic() < deadline, "the first run never took its folder"
-            time.sleep(0.05)
+        for line in first.stdout:  # blocks until the first run has finished an epoch: it holds its folder by then
+            if line.startswith("epoch 0:"):
+                break
+        assert first.poll() is None, "the first run ended before the second started"
         with pytest.raises(RunFolderError, match=f"is in use by another run \\(pid {first.pid} "):
             fit(tiny_config(synthetic_root, out, epochs=1, resume="auto"))
     finally:
