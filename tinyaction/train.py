@@ -281,6 +281,7 @@ class Run:
 
     @property
     def out(self) -> Path:
+        "The run's folder, `config.out_dir`."
         return Path(self.config.out_dir)
 
 # %% ../nbs/03_train.ipynb #a6dbea87
