@@ -8,8 +8,9 @@ import torch
 
 from tinyaction.checkpoint import Checkpoint
 from tinyaction.config import ConfigError, field_types, parse_config
-from tinyaction.evaluate import EvalConfig
-from tinyaction.models import r2plus1d_18
+from tinyaction.data import load_class_map
+from tinyaction.evaluate import EvalConfig, save_thresholds
+from tinyaction.models import r2plus1d_18, r2plus1d_tiny
 from tinyaction.train import TrainConfig
 
 from conftest import REPO_ROOT, run_module, run_papermill
@@ -82,9 +83,6 @@ def test_every_training_field_is_a_papermill_parameter(synthetic_root, tmp_path,
 @pytest.fixture
 def trained(synthetic_root, tmp_path):
     "An untrained tiny network saved as a training checkpoint of the synthetic dataset, and val thresholds for it."
-    from tinyaction.data import load_class_map
-    from tinyaction.evaluate import save_thresholds
-    from tinyaction.models import r2plus1d_tiny
     classes = load_class_map(synthetic_root)
     config = {"arch": "r2plus1d_tiny", "clip_len": 4, "size": 16, "seed": 0, "data_dir": str(synthetic_root),
               "sampling": "segments", "channels_last": True}
