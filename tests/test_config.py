@@ -1,6 +1,7 @@
 """One definition of a run's parameters: every field of TrainConfig and EvalConfig is a papermill parameter and a
 command-line option, and its value reaches config.json"""
 import ast
+import dataclasses
 import json
 
 import pytest
@@ -26,7 +27,7 @@ def parameters_cell(notebook: str) -> dict:
 
 @pytest.mark.parametrize("notebook, config", [("03_train.ipynb", TrainConfig), ("04_evaluate.ipynb", EvalConfig)])
 def test_the_parameters_cell_is_the_config(notebook, config):
-    defaults = {name: getattr(config(), name) for name in field_types(config)}
+    defaults = {f.name: f.default for f in dataclasses.fields(config)}
     assert parameters_cell(notebook) == defaults
 
 

@@ -6,7 +6,7 @@ from sklearn.metrics import f1_score, precision_recall_fscore_support
 
 from tinyaction.data import TinyVirat
 from tinyaction.evaluate import multilabel_metrics, predict, read_answer, tune_thresholds, write_answer
-from tinyaction.models import get_model
+from tinyaction.zoo import get_model
 
 
 def random_case(seed, n=200, c=12):

@@ -9,7 +9,6 @@ from tinyaction.models import (
     LoadReport,
     R2Plus1D,
     R2Plus1DStem,
-    get_model,
     load_pretrained,
     mid_planes,
     r2plus1d_18,
@@ -17,6 +16,7 @@ from tinyaction.models import (
     r2plus1d_tiny,
     torchvision_r2plus1d_34,
 )
+from tinyaction.zoo import get_model
 
 
 def randomize_(model: nn.Module, seed: int = 0) -> nn.Module:

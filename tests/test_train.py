@@ -10,9 +10,10 @@ from tinyaction.checkpoint import read_checkpoint
 from tinyaction.config import ConfigError, make_config
 from tinyaction.data import ClipNormalize, TinyVirat, multi_hot
 from tinyaction.evaluate import multilabel_metrics, predict
-from tinyaction.models import get_model, r2plus1d_tiny, to_fast_path
+from tinyaction.models import r2plus1d_tiny, to_fast_path
 from tinyaction.synthetic import make_synthetic
 from tinyaction.train import NonFiniteLossError, TrainConfig, fit, train_one_epoch, train_step
+from tinyaction.zoo import get_model
 
 from conftest import run_papermill, tiny_config
 

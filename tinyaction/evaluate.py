@@ -21,9 +21,10 @@ from tqdm.auto import tqdm
 
 from .checkpoint import Checkpoint, load_checkpoint
 from .config import ConfigError, coerce_fields, parse_config
-from .data import SPLIT_FILES, ClipNormalize, TinyVirat, collate_clips, load_class_map, multi_hot
+from .data import SPLIT_FILES, TinyVirat, collate_clips, load_class_map, multi_hot
 from .models import clip_format
 from .synthetic import resolve_data_dir
+from .zoo import contract_of
 
 # %% auto #0
 __all__ = ['multilabel_metrics', 'tune_thresholds', 'cross_fit_predictions', 'save_thresholds', 'load_thresholds', 'write_answer',
@@ -153,7 +154,7 @@ def predict(model: nn.Module, dataset, num_clips: int | None = 5, reduce: str = 
         dataset.num_clips = num_clips
     device = resolve_device(device) if isinstance(device, str) else device
     model = model.to(device).eval()
-    normalize = ClipNormalize().to(device)
+    normalize = contract_of(model).normalize().to(device)
     items = dataset if indices is None else Subset(dataset, list(indices))
     loader = DataLoader(items, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_clips,
                         pin_memory=device.type == "cuda")

@@ -17,9 +17,9 @@ from torch import nn
 from torchvision.models.video import resnet as tv
 
 # %% auto #0
-__all__ = ['MODELS', 'HEAD_KEYS', 'mid_planes', 'Conv2Plus1D', 'BasicBlock', 'R2Plus1DStem', 'R2Plus1D', 'r2plus1d_18',
-           'r2plus1d_34', 'r2plus1d_tiny', 'get_model', 'torchvision_r2plus1d_34', 'count_flops', 'to_fast_path',
-           'clip_format', 'read_state_dict', 'LoadReport', 'load_pretrained']
+__all__ = ['HEAD_KEYS', 'mid_planes', 'Conv2Plus1D', 'BasicBlock', 'R2Plus1DStem', 'R2Plus1D', 'r2plus1d_18', 'r2plus1d_34',
+           'r2plus1d_tiny', 'torchvision_r2plus1d_34', 'count_flops', 'to_fast_path', 'clip_format', 'read_state_dict',
+           'LoadReport', 'load_pretrained']
 
 # %% ../nbs/01_models.ipynb #e5b7c9c2
 def mid_planes(in_planes: int, out_planes: int, t: int = 3, d: int = 3) -> int:
@@ -143,17 +143,6 @@ def r2plus1d_tiny(num_classes: int = 26, **kw) -> R2Plus1D:
     "A CPU-sized R(2+1)D: one block per stage, widths 16/32/64/128."
     return R2Plus1D([1, 1, 1, 1], widths=(16, 32, 64, 128), num_classes=num_classes, stem_mid_planes=12, **kw)
 
-# %% ../nbs/01_models.ipynb #ed38f1bd
-MODELS: dict[str, Callable[..., R2Plus1D]] = {"r2plus1d_tiny": r2plus1d_tiny, "r2plus1d_18": r2plus1d_18,
-                                             "r2plus1d_34": r2plus1d_34}
-
-
-def get_model(name: str, **kw) -> R2Plus1D:
-    "Build a registered network by name, e.g. `get_model('r2plus1d_34', num_classes=26)`."
-    if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; available: {sorted(MODELS)}")
-    return MODELS[name](**kw)
-
 # %% ../nbs/01_models.ipynb #765c47cc
 def torchvision_r2plus1d_34(num_classes: int = 26, ig65m: bool = True) -> nn.Module:
     "R(2+1)D-34 assembled from torchvision's `VideoResNet` classes, patched to the IG65M layout when `ig65m`."
@@ -269,8 +258,9 @@ def load_pretrained(model: nn.Module,  # network with torchvision's VideoResNet 
     state, own = read_state_dict(path), model.state_dict()
     report = LoadReport(path)
     mismatched = [(k, tuple(v.shape), tuple(own[k].shape)) for k, v in state.items() if k in own and v.shape != own[k].shape]
-    report.head_replaced = [k for k, _, _ in mismatched if k in HEAD_KEYS]
-    mismatched = [m for m in mismatched if m[0] not in HEAD_KEYS]
+    heads = getattr(model, "head_keys", HEAD_KEYS)  # get_model (01a_zoo) tags each network with its head
+    report.head_replaced = [k for k, _, _ in mismatched if k in heads]
+    mismatched = [m for m in mismatched if m[0] not in heads]
     if mismatched:
         raise _shape_error(path, mismatched)
     usable = {k: v for k, v in state.items() if k in own and k not in report.head_replaced}

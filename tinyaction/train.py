@@ -25,11 +25,12 @@ from tqdm.auto import tqdm
 
 from .checkpoint import Checkpoint, read_checkpoint, restore
 from .config import ConfigError, coerce_fields, parse_config
-from .data import SAMPLING_MODES, ClipNormalize, TinyVirat, collate_clips, multi_hot
+from .data import SAMPLING_MODES, TinyVirat, collate_clips, multi_hot
 from .evaluate import multilabel_metrics, predict, resolve_device
 from .losses import AsymmetricLoss
-from .models import MODELS, clip_format, get_model, load_pretrained, to_fast_path
+from .models import clip_format, load_pretrained, to_fast_path
 from .synthetic import resolve_data_dir
+from .zoo import contract_of, get_model, list_models, model_info
 
 # %% auto #0
 __all__ = ['LOSSES', 'FINITE_CHECK_EVERY', 'CACHE_AUTO_BYTES', 'LOCK_FILE', 'RUN_FILES', 'TrainConfig', 'build_loss',
@@ -49,10 +50,10 @@ class TrainConfig:
     "Every parameter of a training run: the notebook's papermill parameters and the options of `python -m tinyaction.train`."
     data_dir: str | None = None  # a TinyVIRAT-v2-layout folder; None makes or reuses the synthetic dataset
     out_dir: str = "runs/demo"  # where config.json, history.jsonl, metrics.json and the checkpoints go
-    arch: str = "r2plus1d_tiny"  # a network of `tinyaction.models.MODELS`
+    arch: str = "r2plus1d_tiny"  # a network of `tinyaction.zoo.list_models()`: its input contract sets the normalisation
     pretrained: str | None = None  # a local weights file (e.g. an IG65M r2plus1d_34 .pth), or None
-    clip_len: int = 8  # frames per clip
-    size: int = 32  # frames are resized to size x size
+    clip_len: int | None = None  # frames per clip; None: the frames of the model's input contract
+    size: int | None = None  # frames are resized to size x size; None: the side of the model's input contract
     epochs: int = 20  # passes over the training split
     batch_size: int = 16  # the global batch, shared by the processes under torchrun
     lr: float = 3e-3  # AdamW's peak learning rate
@@ -84,11 +85,14 @@ class TrainConfig:
 
     def __post_init__(self):
         coerce_fields(self)
+        contract = model_info(self.arch).contract  # an unknown arch stops here, listing the known ones
+        self.clip_len = contract.frames if self.clip_len is None else self.clip_len
+        self.size = contract.size if self.size is None else self.size
         self.check()
 
     def check(self):
         "Refuse values a run cannot use, naming the parameter, its value and what is allowed."
-        for name, allowed in (("arch", tuple(MODELS)), ("loss", LOSSES), ("sampling", SAMPLING_MODES),
+        for name, allowed in (("arch", tuple(list_models())), ("loss", LOSSES), ("sampling", SAMPLING_MODES),
                               ("val_sampling", SAMPLING_MODES)):
             if getattr(self, name) not in allowed:
                 raise ConfigError(name, getattr(self, name), f"one of {list(allowed)}")
@@ -107,6 +111,7 @@ class TrainConfig:
             raise ConfigError("num_workers", self.num_workers, "'auto' or an int >= 0")
         if self.cache not in (True, False, "auto"):
             raise ConfigError("cache", self.cache, "True, False or 'auto'")
+        model_info(self.arch).contract.check(self.arch, self.clip_len, self.size)
 
 # %% ../nbs/03_train.ipynb #a24a4973
 def build_loss(config: TrainConfig) -> nn.Module:
@@ -166,12 +171,12 @@ def freeze_batchnorm(model: nn.Module) -> nn.Module:
 
 def train_one_epoch(model: nn.Module, loader: DataLoader, criterion: nn.Module, optimizer: torch.optim.Optimizer,
                     scheduler, device: torch.device, amp: bool, grad_clip: float, epoch: int,
-                    freeze_bn: bool = False) -> dict:
-    "Train for one pass over `loader`; returns mean loss and the ids seen."
+                    freeze_bn: bool = False, normalize: nn.Module | None = None) -> dict:
+    "One pass over `loader`, clips normalised by `normalize` (default: the model's contract); returns mean loss and ids."
     model.train()
     if freeze_bn:
         freeze_batchnorm(model)
-    normalize = ClipNormalize().to(device)
+    normalize = (normalize or contract_of(model).normalize()).to(device)
     losses, batch_ids, checked = [], [], 0
     for batch in tqdm(loader, desc=f"epoch {epoch}", leave=False, mininterval=10):
         if batch is None:
@@ -349,7 +354,7 @@ def run_epoch(run: Run, epoch: int) -> tuple[dict, dict]:
     start = time.time()
     loader = epoch_loader(run.train_set, run.config, epoch, run.device, run.rank, run.world)
     stats = train_one_epoch(run.net, loader, run.criterion, run.optimizer, run.scheduler, run.device, run.config.amp,
-                            run.config.grad_clip, epoch, run.config.freeze_bn)
+                            run.config.grad_clip, epoch, run.config.freeze_bn, contract_of(run.model).normalize())
     train_seconds = time.time() - start
     metrics, scored = validate(run)
     seen, loss = sum_across_ranks([len(stats["seen"]), stats["train_loss"]], run.world)
