@@ -1,11 +1,12 @@
 """Evaluation throughput, videos/s with 5 clips each: tinyaction's `predict` against a naive loop.
 
-Both score every video of a TinyVIRAT-shaped synthetic split with R(2+1)D-34 (IG65M layout, same
-weights), K clips per video, sigmoid scores averaged, through DataLoaders with the same workers:
+Both score every video of a TinyVIRAT-shaped synthetic split with --arch (R(2+1)D-34 in the IG65M
+layout by default; any name of the zoo; same weights), K clips per video, sigmoid scores averaged,
+through DataLoaders with the same workers:
 - tinyaction: `TinyVirat` (decodes only the sampled frames, resizes each clip in one call) and
   `predict` with the model on the fast path (`to_fast_path`; bf16 autocast on CUDA);
 - baseline: `common.NaiveClips` (PyAV decodes every frame, PIL resizes frame by frame) and
-  torchvision's VideoResNet in eager fp32.
+  the network from torchvision's code in eager fp32.
 "model only" times tinyaction's forward passes alone on a batch already on the device: the bound the
 loader would have to reach. Runs alternate --repeats times; medians are reported.
 
@@ -18,19 +19,21 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from tinyaction.data import ClipNormalize, TinyVirat, collate_clips
+from tinyaction.data import TinyVirat, collate_clips
 from tinyaction.evaluate import predict, resolve_device
-from tinyaction.models import clip_format, r2plus1d_34, to_fast_path, torchvision_r2plus1d_34
+from tinyaction.models import clip_format, to_fast_path
 from tinyaction.synthetic import default_data_root, make_synthetic
 from tinyaction.train import auto_workers
+from tinyaction.zoo import contract_of, model_info
 
-from common import RESULTS, NaiveClips, device_name, interleaved_rates, target, write_report
+from common import RESULTS, NaiveClips, device_name, interleaved_rates, reference, target, twin_networks, write_report
 
 
 @torch.no_grad()
-def naive_scores(model: torch.nn.Module, dataset: NaiveClips, batch_size: int, workers: int, device: torch.device) -> int:
+def naive_scores(model: torch.nn.Module, dataset: NaiveClips, batch_size: int, workers: int, device: torch.device,
+                 normalize: torch.nn.Module) -> int:
     "The baseline: scores of every video, eager fp32; returns the number of videos."
-    normalize, videos = ClipNormalize().to(device), 0
+    normalize, videos = normalize.to(device), 0
     for clips, _, _ in DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate_clips):
         clips = clips.to(device)
         torch.sigmoid(model(normalize(clips.flatten(0, 1)))).unflatten(0, clips.shape[:2]).mean(1).cpu()
@@ -41,7 +44,7 @@ def naive_scores(model: torch.nn.Module, dataset: NaiveClips, batch_size: int, w
 @torch.no_grad()
 def model_only(model: torch.nn.Module, clips: torch.Tensor, batches: int) -> int:
     "Forward passes of tinyaction's model on a (videos x K)-clip batch on the device; returns videos scored."
-    normalize, videos = ClipNormalize().to(clips.device), clips.shape[0] * batches
+    normalize, videos = contract_of(model).normalize().to(clips.device), clips.shape[0] * batches
     for _ in range(batches):
         with torch.autocast(clips.device.type, dtype=torch.bfloat16, enabled=clips.device.type == "cuda"):
             torch.sigmoid(model(normalize(clips.flatten(0, 1).contiguous(memory_format=clip_format(model)))).float()).cpu()
@@ -52,28 +55,29 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--videos", type=int, default=6097)
     parser.add_argument("--num_clips", type=int, default=5)
-    parser.add_argument("--clip_len", type=int, default=16)
-    parser.add_argument("--size", type=int, default=112)
+    parser.add_argument("--arch", default="r2plus1d_34", help="a name of tinyaction.zoo.list_models()")
+    parser.add_argument("--clip_len", type=int, help="default: the model's input contract")
+    parser.add_argument("--size", type=int, help="default: the model's input contract")
     parser.add_argument("--batch_size", type=int, default=16, help="videos per batch")
     parser.add_argument("--workers", type=int, default=None, help="loader processes (default: every usable core)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out", type=Path, default=RESULTS / "eval_throughput.json")
     args = parser.parse_args()
+    contract = model_info(args.arch).contract
+    args.clip_len, args.size = args.clip_len or contract.frames, args.size or contract.size
+    contract.check(args.arch, args.clip_len, args.size)
     device, workers = resolve_device(args.device), auto_workers() if args.workers is None else args.workers
     root = make_synthetic(default_data_root() / f"bench_eval_{args.videos}", n_train=1, n_val=args.videos, n_test=1, seed=2)
-    torch.manual_seed(0)
-    baseline = torchvision_r2plus1d_34(num_classes=10).to(device).eval()
-    ours = r2plus1d_34(num_classes=10)
-    ours.load_state_dict(baseline.state_dict())
-    ours = to_fast_path(ours, device).eval()
+    baseline, ours = twin_networks(args.arch, 10)
+    baseline, ours = baseline.to(device).eval(), to_fast_path(ours, device).eval()
     clips = dict(clip_len=args.clip_len, size=args.size, num_clips=args.num_clips)
     dataset = TinyVirat(root, "val", sampling="random", **clips)
-    reference = NaiveClips(root, "val", args.clip_len, args.size, args.num_clips)
+    naive = NaiveClips(root, "val", args.clip_len, args.size, args.num_clips)
     batch = torch.randint(0, 256, (args.batch_size, args.num_clips, 3, args.clip_len, args.size, args.size), dtype=torch.uint8,
                           device=device)
     model_only(ours, batch, 1)
-    runs = {"baseline": lambda: naive_scores(baseline, reference, args.batch_size, workers, device),
+    runs = {"baseline": lambda: naive_scores(baseline, naive, args.batch_size, workers, device, contract.normalize()),
             "tinyaction": lambda: len(predict(ours, dataset, args.num_clips, batch_size=args.batch_size, num_workers=workers,
                                               device=device, progress=False)[0]),
             "tinyaction_model_only": lambda: model_only(ours, batch, max(1, args.videos // args.batch_size))}
@@ -83,10 +87,10 @@ def main():
     for row in rows:
         print(f"{row['run']:<22} {row['videos_per_s']:>9.2f} videos/s  x{row['ratio_to_baseline']:.2f}")
     targets = [target("seconds for 6,097 videos <= 10", 6097 / rates["tinyaction"], 10, at_most=True)]
-    write_report(args.out, {"benchmark": "eval_throughput", "device": device_name(device), "model": "r2plus1d_34 (IG65M layout)",
+    write_report(args.out, {"benchmark": "eval_throughput", "device": device_name(device), "model": args.arch,
                             "videos": args.videos, "num_clips": args.num_clips, "clip_len": args.clip_len, "size": args.size,
                             "batch_size": args.batch_size, "workers": workers, "repeats": args.repeats,
-                            "baseline": "PyAV decode of all frames + per-frame PIL resize, torchvision VideoResNet eager fp32",
+                            "baseline": f"PyAV decode of all frames + per-frame PIL resize, {reference(args.arch)[1]}",
                             "results": rows, "targets": targets})
 
 

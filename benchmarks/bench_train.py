@@ -1,11 +1,13 @@
 """Training throughput, clips/s: tinyaction's fast path against torchvision's VideoResNet in eager fp32.
 
-Both networks are R(2+1)D-34 in the IG65M layout with the same weights, trained on the same uint8
+Both networks are --arch (R(2+1)D-34 in the IG65M layout by default; any name of the zoo) with the
+same weights, trained on the same uint8
 batch already on the device with the seed's loss (ASL), AdamW and gradient clipping, one
 `tinyaction.train.train_step` per step:
 - tinyaction: `to_fast_path` (channels_last_3d, cuDNN autotuning), bf16 autocast and fused AdamW on
   CUDA; with --compile, also the same model under torch.compile;
-- baseline: `torchvision_r2plus1d_34`, contiguous fp32, cuDNN autotuning off, AdamW's default
+- baseline: the same network from torchvision's code (`torchvision_r2plus1d_34` for R(2+1)D-34),
+  contiguous fp32, cuDNN autotuning off, AdamW's default
   implementation (PyTorch's default TF32 convolutions stay as they are).
 Warm-up steps are excluded (compilation and autotuning happen there). Windows of --steps steps
 alternate between the runs, --repeats times; medians are reported, with ratios to the baseline.
@@ -15,6 +17,7 @@ multiply-add of convs and matmuls) / the device's dense bf16 peak.
     python benchmarks/bench_train.py                                    # GPU: batch 32, 16x112x112
     python benchmarks/bench_train.py --batch_size 2 --steps 2 --warmup 1 --out benchmarks/results/train_cpu.json
     python benchmarks/bench_train.py --batch_size 1 --clip_len 4 --size 32 --steps 1 --warmup 1 --repeats 1 --out /tmp/t.json
+    python benchmarks/bench_train.py --arch swin3d_t --batch_size 8                    # at its contract, 32x224x224
 """
 import argparse
 from pathlib import Path
@@ -22,22 +25,23 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from tinyaction.data import ClipNormalize
 from tinyaction.evaluate import resolve_device
 from tinyaction.losses import AsymmetricLoss
-from tinyaction.models import count_flops, r2plus1d_34, to_fast_path, torchvision_r2plus1d_34
+from tinyaction.models import count_flops, to_fast_path
 from tinyaction.train import train_step
+from tinyaction.zoo import contract_of, model_info
 
-from common import RESULTS, bf16_peak_tflops, device_name, interleaved_rates, target, write_report
+from common import RESULTS, bf16_peak_tflops, device_name, interleaved_rates, reference, target, twin_networks, write_report
 
 
 class Trainer:
     "A network with its optimiser and settings, stepping on one fixed batch."
 
-    def __init__(self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor], fast: bool, device: torch.device):
+    def __init__(self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor], fast: bool, device: torch.device,
+                 normalize: nn.Module):
         self.model, self.batch, self.fast = model.train(), batch, fast
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=fast and device.type == "cuda")
-        self.criterion, self.normalize = AsymmetricLoss(), ClipNormalize().to(device)
+        self.criterion, self.normalize = AsymmetricLoss(), normalize.to(device)
 
     def steps(self, n: int) -> int:
         "Run `n` training steps; returns the clips processed."
@@ -49,27 +53,26 @@ class Trainer:
 
 def build_runs(args: argparse.Namespace, device: torch.device) -> dict[str, Trainer]:
     "The baseline and tinyaction's fast path (and its compiled form), sharing weights and one batch."
-    torch.manual_seed(0)
-    baseline = torchvision_r2plus1d_34(num_classes=26).to(device)
-    ours = r2plus1d_34(num_classes=26)
-    ours.load_state_dict(baseline.state_dict())
+    baseline, ours = twin_networks(args.arch, 26)
+    normalize = contract_of(ours).normalize()
     to_fast_path(ours, device)
     clips = torch.randint(0, 256, (args.batch_size, 3, args.clip_len, args.size, args.size), dtype=torch.uint8, device=device)
     targets = (torch.rand(args.batch_size, 26, device=device) < 0.1).float()
-    runs = {"torchvision_eager_fp32": Trainer(baseline, (clips, targets), False, device),
-            "tinyaction": Trainer(ours, (clips, targets), True, device)}
+    runs = {"torchvision_eager_fp32": Trainer(baseline.to(device), (clips, targets), False, device, normalize),
+            "tinyaction": Trainer(ours, (clips, targets), True, device, normalize)}
     if args.compile:
-        twin = r2plus1d_34(num_classes=26)
-        twin.load_state_dict(baseline.state_dict())
-        runs["tinyaction_compiled"] = Trainer(torch.compile(to_fast_path(twin, device)), (clips, targets), True, device)
+        _, twin = twin_networks(args.arch, 26)
+        runs["tinyaction_compiled"] = Trainer(torch.compile(to_fast_path(twin, device)), (clips, targets), True, device,
+                                              normalize)
     return runs
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--arch", default="r2plus1d_34", help="a name of tinyaction.zoo.list_models()")
     parser.add_argument("--batch_size", type=int, default=32)
-    parser.add_argument("--clip_len", type=int, default=16)
-    parser.add_argument("--size", type=int, default=112)
+    parser.add_argument("--clip_len", type=int, help="default: the model's input contract")
+    parser.add_argument("--size", type=int, help="default: the model's input contract")
     parser.add_argument("--steps", type=int, default=10, help="steps per timed window")
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps per run first")
     parser.add_argument("--repeats", type=int, default=3)
@@ -78,6 +81,9 @@ def main():
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out", type=Path, default=RESULTS / "train_throughput.json")
     args = parser.parse_args()
+    contract = model_info(args.arch).contract
+    args.clip_len, args.size = args.clip_len or contract.frames, args.size or contract.size
+    contract.check(args.arch, args.clip_len, args.size)
     device = resolve_device(args.device)
     runs = build_runs(args, device)
     for trainer in runs.values():
@@ -95,11 +101,11 @@ def main():
     fast = next(row for row in rows if row["run"] == "tinyaction")
     targets = [target("training / torchvision eager fp32 >= 2.0", fast["ratio_to_baseline"], 2.0)]
     targets += [target("MFU >= 0.40 of the bf16 dense peak", fast["mfu"], 0.40)] if peak else []
-    write_report(args.out, {"benchmark": "train_throughput", "device": device_name(device), "model": "r2plus1d_34 (IG65M layout)",
+    write_report(args.out, {"benchmark": "train_throughput", "device": device_name(device), "model": args.arch,
                             "input": [args.batch_size, 3, args.clip_len, args.size, args.size], "steps": args.steps,
                             "warmup": args.warmup, "repeats": args.repeats, "train_gflops_per_clip": round(flops / 1e9, 2),
                             "bf16_peak_tflops": peak, "tf32_convolutions": torch.backends.cudnn.allow_tf32,
-                            "baseline": "torchvision VideoResNet as R(2+1)D-34 (IG65M layout), eager fp32, contiguous",
+                            "baseline": reference(args.arch)[1],
                             "results": rows, "targets": targets})
 
 

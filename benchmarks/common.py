@@ -4,16 +4,22 @@ import os
 import platform
 import statistics
 import time
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
 import av
 import numpy as np
 import torch
+import torchvision
 from PIL import Image
+from torch import nn
 from torch.utils.data import Dataset
+from torchvision.models import video as tv_video
 
 from tinyaction.data import load_class_map, load_split, multi_hot, sample_indices
+from tinyaction.models import torchvision_r2plus1d_34
+from tinyaction.zoo import get_model
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -92,3 +98,21 @@ def target(name: str, value: float, goal: float, at_most: bool = False) -> dict:
     "One of issue #6's H100 targets: `value` against `goal` (at least, or at most), and value / goal."
     met = value <= goal if at_most else value >= goal
     return {"target": name, "value": round(value, 3), "goal": goal, "met": met, "value_over_goal": round(value / goal, 3)}
+
+
+def reference(arch: str) -> tuple[Callable[..., nn.Module], str]:
+    "The baseline's builder of `arch` (num_classes=...) and its name: torchvision's code where it has the model."
+    if arch in torchvision.models.list_models(module=tv_video):
+        return partial(torchvision.models.get_model, arch, weights=None), f"torchvision {arch}, eager fp32, contiguous"
+    if arch.startswith("r2plus1d_34"):
+        return torchvision_r2plus1d_34, "torchvision VideoResNet as R(2+1)D-34 (IG65M layout), eager fp32, contiguous"
+    return partial(get_model, arch), f"tinyaction {arch} without the fast path, eager fp32, contiguous"
+
+
+def twin_networks(arch: str, num_classes: int) -> tuple[nn.Module, nn.Module]:
+    "(baseline, tinyaction's build): `arch` built by its reference code and by the zoo, with the same random weights."
+    torch.manual_seed(0)
+    baseline = reference(arch)[0](num_classes=num_classes)
+    ours = get_model(arch, num_classes=num_classes)
+    ours.load_state_dict(baseline.state_dict())
+    return baseline, ours

@@ -66,3 +66,15 @@ def test_epoch_benchmark_smoke(tmp_path):
     assert estimate["baseline_epoch_s"] == round(16950 / 8, 1) and estimate["loader_to_model_ratio"] == 2.0
     assert report["measured"]["clips"] == 8 and report["measured"]["measured_epoch_s"] >= 0
     assert [(t["goal"], t["met"]) for t in report["targets"][:2]] == [(1.5, True), (15, False)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script", ["bench_train.py", "bench_eval.py"])
+def test_benchmarks_take_any_model_of_the_zoo(tmp_path, script):
+    out = tmp_path / "arch.json"
+    size = ["--batch_size", "1", "--clip_len", "4", "--size", "32", "--repeats", "1", "--out", str(out)]
+    extra = ["--steps", "1", "--warmup", "1"] if script == "bench_train.py" else ["--videos", "2", "--workers", "0"]
+    run_benchmark(script, "--arch", "r3d_18", *size, *extra)
+    report = json.loads(out.read_text())
+    assert report["model"] == "r3d_18" and report["baseline"].startswith(("torchvision r3d_18", "PyAV decode"))
+    assert "r3d_18" in report["baseline"]
