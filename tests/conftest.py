@@ -1,4 +1,4 @@
-"Shared fixtures: paths, PyAV reference decoding, and small datasets made by the kit itself."
+"Shared fixtures and helpers: paths, PyAV reference decoding, small datasets made by the kit, tiny runs, random weights."
 import json
 import os
 import shutil
@@ -9,6 +9,8 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+import torch
+from torch import nn
 
 from tinyaction.data import SPLIT_FILES, load_class_map, load_split, multi_hot
 from tinyaction.evaluate import save_scores
@@ -91,3 +93,14 @@ def rewrite_split(root, split: str, edit) -> Path:
     edit(records)
     path.write_text(json.dumps(records))
     return path
+
+
+def randomize_(model: nn.Module, seed: int = 0) -> nn.Module:
+    "Random weights and BN statistics, so that parity tests cover every tensor."
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, t in model.state_dict().items():
+            if t.is_floating_point():
+                t.copy_(torch.rand(t.shape, generator=g) * 0.5 + 0.75 if "running_var" in name or name.endswith("bn.weight")
+                        else torch.randn(t.shape, generator=g) * (0.05 if t.dim() > 1 else 0.1))
+    return model

@@ -18,16 +18,7 @@ from tinyaction.models import (
 )
 from tinyaction.zoo import get_model
 
-
-def randomize_(model: nn.Module, seed: int = 0) -> nn.Module:
-    "Random weights and BN statistics, so that parity tests cover every tensor."
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, t in model.state_dict().items():
-            if t.is_floating_point():
-                t.copy_(torch.rand(t.shape, generator=g) * 0.5 + 0.75 if "running_var" in name or name.endswith("bn.weight")
-                        else torch.randn(t.shape, generator=g) * (0.05 if t.dim() > 1 else 0.1))
-    return model
+from conftest import randomize_
 
 
 def assert_parity(ours: nn.Module, reference: nn.Module, clip_shape):

@@ -12,20 +12,10 @@ from tinyaction.models import load_pretrained, torchvision_r2plus1d_34
 from tinyaction.train import TrainConfig, train_step
 from tinyaction.zoo import get_model, list_models, model_info
 
-from conftest import SAMPLE_ROOT
+from conftest import SAMPLE_ROOT, randomize_
 
 TORCHVISION = torchvision.models.list_models(module=tv_video)
 SMALL = ("r2plus1d_tiny", "r3d_18", "mc3_18", "r2plus1d_18")  # cheap enough for the quick tests
-
-
-def seeded(model: nn.Module, seed: int = 0) -> nn.Module:
-    "Random weights and BatchNorm statistics, so that every tensor takes part in the comparison."
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, tensor in model.state_dict().items():
-            if tensor.is_floating_point():
-                tensor.copy_(torch.rand(tensor.shape, generator=generator) * 0.1 + (1.0 if "running_var" in name else 0))
-    return model.eval()
 
 
 def model_input(name: str, batch: int = 1) -> torch.Tensor:
@@ -44,7 +34,7 @@ def test_every_torchvision_video_model_and_the_ig65m_family_have_a_name():
 @pytest.mark.parametrize("name", [n if n in SMALL else pytest.param(n, marks=pytest.mark.slow) for n in TORCHVISION])
 def test_a_torchvision_file_loads_exactly_and_takes_a_26_class_head(name, tmp_path):
     torch.manual_seed(0)
-    reference = seeded(torchvision.models.get_model(name, weights=None, num_classes=400))
+    reference = randomize_(torchvision.models.get_model(name, weights=None, num_classes=400)).eval()
     torch.save(reference.state_dict(), tmp_path / f"{name}.pth")
     ours = get_model(name, num_classes=400)
     report = load_pretrained(ours, tmp_path / f"{name}.pth")
