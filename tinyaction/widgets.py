@@ -18,6 +18,7 @@ from PIL import Image
 from .data import Record, load_class_map, load_split, multi_hot
 from .evaluate import load_scores, multilabel_metrics
 from .video import PathLike, read_clip, resize_frames, write_video
+from .zoo import model_info
 
 # %% auto #0
 __all__ = ['ALL_CLASSES', 'TRUTH', 'ERRORS', 'ORDERS', 'zoom_for', 'enlarge', 'mp4_bytes', 'png_strip', 'clip_media', 'ClipView',
@@ -60,7 +61,10 @@ def clip_media(path: PathLike, input_size: int = 112, fps: int = 15) -> tuple[by
 class ClipView(W.VBox):
     "One clip enlarged: native and model-input videos side by side, an HTML description, and a strip of frames."
 
-    def __init__(self, input_size: int = 112, fps: int = 15):
+    def __init__(self,
+                 input_size: int | str = 112,  # side of the model-input view, or a zoo model's name: its contract's side
+                 fps: int = 15):  # playback rate of the enlarged videos
+        input_size = model_info(input_size).contract.size if isinstance(input_size, str) else input_size
         self.input_size, self.fps = input_size, fps
         self.native_video = W.Video(format="mp4", autoplay=True, loop=True, controls=True)
         self.input_video = W.Video(format="mp4", autoplay=True, loop=True, controls=True)
@@ -159,7 +163,7 @@ class ClipBrowser(W.VBox):
     "Step through a split's clips, filtered by class, ground truth and error type, enlarged without blurring."
 
     def __init__(self, root: PathLike, split: str = "val", scores: PathLike | dict | None = None,
-                 input_size: int = 112, fps: int = 15):
+                 input_size: int | str = 112, fps: int = 15):
         self.classes = load_class_map(root)
         self.records, self.scores, self.thresholds, self.unscored = match_scores(load_split(root, split), self.classes, scores)
         self.targets = np.array([multi_hot(r, self.classes) for r in self.records], bool).reshape(-1, len(self.classes))
