@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from .checkpoint import Checkpoint, load_checkpoint
 from .config import ConfigError, coerce_fields, parse_config
 from .data import SPLIT_FILES, TinyVirat, collate_clips, load_class_map, multi_hot
-from .models import clip_format
+from .models import autocast, clip_format
 from .synthetic import resolve_data_dir
 from .zoo import contract_of
 
@@ -166,7 +166,7 @@ def predict(model: nn.Module, dataset, num_clips: int | None = 5, reduce: str = 
         clips = clips.to(device, non_blocking=True)
         if clips.dim() == 5:
             clips = clips.unsqueeze(1)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        with autocast(device):
             logits = model(normalize(clips.flatten(0, 1).contiguous(memory_format=clip_format(model))))
         probs = torch.sigmoid(logits.float()).unflatten(0, clips.shape[:2])
         scores.append((probs.mean(1) if reduce == "mean" else probs.amax(1)).cpu())

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import pickle
 import re
 from collections.abc import Callable, Sequence
@@ -17,9 +18,9 @@ from torch import nn
 from torchvision.models.video import resnet as tv
 
 # %% auto #0
-__all__ = ['HEAD_KEYS', 'mid_planes', 'Conv2Plus1D', 'BasicBlock', 'R2Plus1DStem', 'R2Plus1D', 'r2plus1d_18', 'r2plus1d_34',
-           'r2plus1d_tiny', 'torchvision_r2plus1d_34', 'count_flops', 'to_fast_path', 'clip_format', 'read_state_dict',
-           'LoadReport', 'load_pretrained']
+__all__ = ['AMP_MODES', 'HEAD_KEYS', 'mid_planes', 'Conv2Plus1D', 'BasicBlock', 'R2Plus1DStem', 'R2Plus1D', 'r2plus1d_18',
+           'r2plus1d_34', 'r2plus1d_tiny', 'torchvision_r2plus1d_34', 'count_flops', 'to_fast_path', 'clip_format',
+           'native_bf16', 'uses_bf16', 'autocast', 'read_state_dict', 'LoadReport', 'load_pretrained']
 
 # %% ../nbs/01_models.ipynb #e5b7c9c2
 def mid_planes(in_planes: int, out_planes: int, t: int = 3, d: int = 3) -> int:
@@ -188,6 +189,33 @@ def clip_format(model: nn.Module) -> torch.memory_format:
     channels_last = (weight is not None and not weight.is_contiguous()
                      and weight.is_contiguous(memory_format=torch.channels_last_3d))
     return torch.channels_last_3d if channels_last else torch.contiguous_format
+
+# %% ../nbs/01_models.ipynb #1f9bd615
+AMP_MODES = ("auto", True, False)
+
+
+@functools.cache
+def native_bf16(device_type: str) -> bool:
+    "Whether devices of this type compute bf16 natively: CUDA GPUs with bf16 units; CPUs with AVX-512-BF16 or AMX."
+    if device_type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
+    if device_type == "cpu":  # the checks PyTorch's CPU dispatch uses (private, hence looked up with a fallback)
+        checks = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+        return any(check() for check in checks if check is not None)
+    return False
+
+
+def uses_bf16(device: str | torch.device, amp: bool | str = "auto") -> bool:
+    "Whether to autocast to bf16 on `device`: always for amp=True, never for False, where it is native for 'auto'."
+    if amp not in AMP_MODES:
+        raise ValueError(f"amp must be one of {list(AMP_MODES)}, got {amp!r}")
+    return native_bf16(torch.device(device).type) if amp == "auto" else amp
+
+
+def autocast(device: str | torch.device, amp: bool | str = "auto") -> torch.autocast:
+    "The autocast context for calling a model on `device`: bf16 where `uses_bf16`, else a no-op."
+    device = torch.device(device)
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=uses_bf16(device, amp))
 
 # %% ../nbs/01_models.ipynb #c0201adf
 _WRAPPER_KEYS = ("state_dict", "model", "model_state_dict", "module")
