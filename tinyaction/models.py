@@ -205,17 +205,20 @@ def native_bf16(device_type: str) -> bool:
     return False
 
 
-def uses_bf16(device: str | torch.device, amp: bool | str = "auto") -> bool:
-    "Whether to autocast to bf16 on `device`: always for amp=True, never for False, where it is native for 'auto'."
+def uses_bf16(device: str | torch.device, amp: bool | str = "auto", training: bool = False) -> bool:
+    "Whether to autocast to bf16: always for amp=True, never for False; for 'auto' where native, but not to train on CPU."
     if amp not in AMP_MODES:
         raise ValueError(f"amp must be one of {list(AMP_MODES)}, got {amp!r}")
-    return native_bf16(torch.device(device).type) if amp == "auto" else amp
+    if amp != "auto":
+        return amp
+    kind = torch.device(device).type
+    return native_bf16(kind) and not (training and kind == "cpu")  # oneDNN's bf16 conv3d weight gradients: see above
 
 
-def autocast(device: str | torch.device, amp: bool | str = "auto") -> torch.autocast:
-    "The autocast context for calling a model on `device`: bf16 where `uses_bf16`, else a no-op."
+def autocast(device: str | torch.device, amp: bool | str = "auto", training: bool = False) -> torch.autocast:
+    "The autocast context for calling a model on `device` (to train it, if `training`): bf16 where `uses_bf16`."
     device = torch.device(device)
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=uses_bf16(device, amp))
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=uses_bf16(device, amp, training))
 
 # %% ../nbs/01_models.ipynb #c0201adf
 _WRAPPER_KEYS = ("state_dict", "model", "model_state_dict", "module")

@@ -64,7 +64,7 @@ class TrainConfig:
     margin: float = 0.05  # ASL's probability margin m (formerly `clip`)
     num_workers: int | str = "auto"  # loader processes per training process; "auto": the CPU cores it may use
     device: str = "auto"  # "auto" (CUDA when available), "cpu", "cuda", "cuda:1", ...
-    amp: bool | str = "auto"  # bf16 autocast: "auto" (on CUDA and CPUs computing bf16 natively), True (always), False
+    amp: bool | str = "auto"  # bf16 autocast: "auto" (where native; CPUs validate in bf16 but train in fp32), True, False
     seed: int = 0  # seeds the initialisation, the order of each epoch and every frame draw
     resume: str | None = None  # a checkpoint path, "auto" (out_dir/checkpoint_last.pt when there is one), or None
     warmup_epochs: float = 1.0  # length of the linear warmup, in epochs
@@ -138,7 +138,7 @@ def train_step(model: nn.Module, clips: torch.Tensor, targets: torch.Tensor, cri
                grad_clip: float = 5.0) -> torch.Tensor:
     "One optimisation step on a uint8 batch already on the device; returns the loss, detached and not synchronised."
     clips = normalize(clips.contiguous(memory_format=clip_format(model)))
-    with autocast(clips.device, amp):
+    with autocast(clips.device, amp, training=True):
         logits = model(clips)
     loss = criterion(logits.float(), targets) / len(clips)
     optimizer.zero_grad(set_to_none=True)
@@ -309,7 +309,8 @@ def build_network(config: TrainConfig, num_classes: int, device: torch.device, w
     if config.pretrained:
         print(load_pretrained(model, config.pretrained))
     to_fast_path(model, device, config.channels_last, config.cudnn_benchmark)
-    print(f"{config.arch} on {device} in {'bf16 autocast' if uses_bf16(device, config.amp) else 'fp32'} (amp={config.amp!r})")
+    precision = "bf16 autocast" if uses_bf16(device, config.amp, training=True) else "fp32"
+    print(f"{config.arch} on {device}, training in {precision} (amp={config.amp!r})")
     if world > 1 and config.sync_bn and device.type == "cuda":
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) \
