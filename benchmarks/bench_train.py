@@ -4,8 +4,10 @@ Both networks are --arch (R(2+1)D-34 in the IG65M layout by default; any name of
 same weights, trained on the same uint8
 batch already on the device with the seed's loss (ASL), AdamW and gradient clipping, one
 `tinyaction.train.train_step` per step:
-- tinyaction: `to_fast_path` (channels_last_3d, cuDNN autotuning), bf16 autocast and fused AdamW on
-  CUDA; with --compile, also the same model under torch.compile;
+- tinyaction: `to_fast_path` (channels_last_3d, cuDNN autotuning), the default precision (`amp="auto"`:
+  bf16 autocast on CUDA; fp32 for CPU training, see nbs/01_models.ipynb) and fused AdamW on CUDA; beside
+  it the same fast path in the other precision (tinyaction_bf16 or tinyaction_fp32); with --compile,
+  also the default under torch.compile;
 - baseline: the same network from torchvision's code (`torchvision_r2plus1d_34` for R(2+1)D-34),
   contiguous fp32, cuDNN autotuning off, AdamW's default
   implementation (PyTorch's default TF32 convolutions stay as they are).
@@ -27,7 +29,7 @@ from torch import nn
 
 from tinyaction.evaluate import resolve_device
 from tinyaction.losses import AsymmetricLoss
-from tinyaction.models import count_flops, to_fast_path
+from tinyaction.models import count_flops, native_bf16, to_fast_path, uses_bf16
 from tinyaction.train import train_step
 from tinyaction.zoo import contract_of, model_info
 
@@ -38,8 +40,8 @@ class Trainer:
     "A network with its optimiser and settings, stepping on one fixed batch."
 
     def __init__(self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor], fast: bool, device: torch.device,
-                 normalize: nn.Module):
-        self.model, self.batch, self.fast = model.train(), batch, fast
+                 normalize: nn.Module, amp: bool | str = "auto"):
+        self.model, self.batch, self.fast, self.amp = model.train(), batch, fast, amp if fast else False
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=fast and device.type == "cuda")
         self.criterion, self.normalize = AsymmetricLoss(), normalize.to(device)
 
@@ -47,19 +49,22 @@ class Trainer:
         "Run `n` training steps; returns the clips processed."
         torch.backends.cudnn.benchmark = self.fast
         for _ in range(n):
-            train_step(self.model, *self.batch, self.criterion, self.optimizer, self.normalize, amp=self.fast)
+            train_step(self.model, *self.batch, self.criterion, self.optimizer, self.normalize, amp=self.amp)
         return n * len(self.batch[0])
 
 
 def build_runs(args: argparse.Namespace, device: torch.device) -> dict[str, Trainer]:
-    "The baseline and tinyaction's fast path (and its compiled form), sharing weights and one batch."
+    "The baseline, tinyaction's fast path in its default and its other precision (and compiled), sharing weights and one batch."
     baseline, ours = twin_networks(args.arch, 26)
+    other, other_name = (False, "tinyaction_fp32") if uses_bf16(device, training=True) else (True, "tinyaction_bf16")
     normalize = contract_of(ours).normalize()
     to_fast_path(ours, device)
     clips = torch.randint(0, 256, (args.batch_size, 3, args.clip_len, args.size, args.size), dtype=torch.uint8, device=device)
     targets = (torch.rand(args.batch_size, 26, device=device) < 0.1).float()
     runs = {"torchvision_eager_fp32": Trainer(baseline.to(device), (clips, targets), False, device, normalize),
-            "tinyaction": Trainer(ours, (clips, targets), True, device, normalize)}
+            "tinyaction": Trainer(ours, (clips, targets), True, device, normalize),
+            other_name: Trainer(to_fast_path(twin_networks(args.arch, 26)[1], device), (clips, targets), True, device,
+                                normalize, amp=other)}
     if args.compile:
         _, twin = twin_networks(args.arch, 26)
         runs["tinyaction_compiled"] = Trainer(torch.compile(to_fast_path(twin, device)), (clips, targets), True, device,
@@ -105,6 +110,8 @@ def main():
                             "input": [args.batch_size, 3, args.clip_len, args.size, args.size], "steps": args.steps,
                             "warmup": args.warmup, "repeats": args.repeats, "train_gflops_per_clip": round(flops / 1e9, 2),
                             "bf16_peak_tflops": peak, "tf32_convolutions": torch.backends.cudnn.allow_tf32,
+                            "native_bf16": native_bf16(device.type), "default_training_precision":
+                            "bf16" if uses_bf16(device, training=True) else "fp32",
                             "baseline": reference(args.arch)[1],
                             "results": rows, "targets": targets})
 

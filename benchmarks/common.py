@@ -18,7 +18,7 @@ from torch.utils.data import Dataset
 from torchvision.models import video as tv_video
 
 from tinyaction.data import load_class_map, load_split, multi_hot, sample_indices
-from tinyaction.models import torchvision_r2plus1d_34
+from tinyaction.models import native_bf16, torchvision_r2plus1d_34
 from tinyaction.zoo import get_model
 
 RESULTS = Path(__file__).parent / "results"
@@ -32,7 +32,8 @@ def device_name(device: torch.device) -> str:
     "The accelerator's name, or the CPU's and its core count."
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"CPU: {platform.processor() or platform.machine()}, {len(os.sched_getaffinity(0))} cores"
+    bf16 = "native bf16" if native_bf16("cpu") else "no native bf16"  # AVX-512-BF16 or AMX, as PyTorch reports them
+    return f"CPU: {platform.processor() or platform.machine()}, {len(os.sched_getaffinity(0))} cores, {bf16}"
 
 
 def bf16_peak_tflops(device: torch.device, override: float | None = None) -> float | None:
