@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -27,9 +28,11 @@ from .synthetic import resolve_data_dir
 from .zoo import contract_of
 
 # %% auto #0
-__all__ = ['multilabel_metrics', 'tune_thresholds', 'cross_fit_predictions', 'save_thresholds', 'load_thresholds', 'write_answer',
-           'read_answer', 'resolve_device', 'predict', 'save_scores', 'load_scores', 'output_order',
-           'evaluation_dataset', 'EvalConfig', 'EvalReport', 'evaluate_checkpoint', 'main']
+__all__ = ['TTA_VIEWS', 'multilabel_metrics', 'tune_thresholds', 'cross_fit_predictions', 'save_thresholds', 'load_thresholds',
+           'write_answer', 'read_answer', 'resolve_device', 'predict', 'tta_views', 'save_scores', 'load_scores',
+           'output_order', 'evaluation_dataset', 'align_scores', 'average_scores', 'average_score_files',
+           'resample_counts', 'resampled_macro', 'bootstrap_ci', 'paired_bootstrap', 'compare_score_files',
+           'EvalConfig', 'EvalReport', 'evaluate_checkpoint', 'main']
 
 # %% ../nbs/04_evaluate.ipynb #47a46bca
 def _safe_div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
@@ -145,10 +148,12 @@ def resolve_device(device: str = "auto") -> torch.device:
 @torch.no_grad()
 def predict(model: nn.Module, dataset, num_clips: int | None = 5, reduce: str = "mean", batch_size: int = 8,
             num_workers: int = 0, device: str | torch.device = "auto", progress: bool = True,
-            indices: Sequence[int] | None = None) -> tuple[list[str], np.ndarray]:
-    "Ids and per-video sigmoid scores (N, C), reduced over `num_clips` sampled clips per video (of `indices` only, if given)."
+            indices: Sequence[int] | None = None, tta: str = "none") -> tuple[list[str], np.ndarray]:
+    "Ids and per-video sigmoid scores (N, C), reduced over the `tta` views of `num_clips` clips per video (of `indices` only)."
     if reduce not in ("mean", "max"):
         raise ValueError(f"reduce must be 'mean' or 'max', got {reduce!r}")
+    if tta not in TTA_VIEWS:
+        raise ValueError(f"tta must be one of {list(TTA_VIEWS)}, got {tta!r}")
     if num_clips is not None and num_clips != dataset.num_clips:
         dataset = copy.copy(dataset)
         dataset.num_clips = num_clips
@@ -163,7 +168,7 @@ def predict(model: nn.Module, dataset, num_clips: int | None = 5, reduce: str = 
         if batch is None:
             continue
         clips, _, batch_ids = batch
-        clips = clips.to(device, non_blocking=True)
+        clips = tta_views(clips.to(device, non_blocking=True), tta)
         if clips.dim() == 5:
             clips = clips.unsqueeze(1)
         with autocast(device):
@@ -172,6 +177,19 @@ def predict(model: nn.Module, dataset, num_clips: int | None = 5, reduce: str = 
         scores.append((probs.mean(1) if reduce == "mean" else probs.amax(1)).cpu())
         ids += list(batch_ids)
     return ids, torch.cat(scores).numpy() if scores else np.zeros((0, len(dataset.classes)))
+
+# %% ../nbs/04_evaluate.ipynb #97c48262
+TTA_VIEWS = ("none", "flip")  # the test-time views `predict` can add to each sampled clip
+
+
+def tta_views(clips: torch.Tensor, tta: str = "none") -> torch.Tensor:
+    "Clips (B, [K,] C, T, H, W) unchanged for 'none'; for 'flip', (B, 2K, C, T, H, W): the K clips, then their mirrors."
+    if tta not in TTA_VIEWS:
+        raise ValueError(f"tta must be one of {list(TTA_VIEWS)}, got {tta!r}")
+    if tta == "none":
+        return clips
+    clips = clips if clips.dim() == 6 else clips.unsqueeze(1)
+    return torch.cat([clips, clips.flip(-1)], dim=1)  # -1: the width axis, a left-right mirror
 
 # %% ../nbs/04_evaluate.ipynb #22515b36
 def save_scores(path: str | Path, ids: Sequence[str], scores: np.ndarray, classes: Sequence[str],
@@ -222,15 +240,132 @@ def evaluation_dataset(checkpoint: Checkpoint, data_dir: str | Path | None, spli
                      sampling=config.get("sampling", "random"), classes=classes, seed=config["seed"],
                      annotations=annotations)
 
+# %% ../nbs/04_evaluate.ipynb #d1e9fcda
+def _some(ids: Sequence[str], shown: int = 10) -> str:
+    "The first `shown` ids, and how many there are in all."
+    return f"{list(ids[:shown])}{f' ... ({len(ids)} in all)' if len(ids) > shown else ''}"
+
+
+def align_scores(runs: Sequence[dict], names: Sequence[str]) -> list[dict]:
+    "The runs (dicts as `load_scores` gives) in the first one's order of videos and classes; an error naming both if they differ."
+    if not runs or len(runs) != len(names):
+        raise ValueError(f"expected one or more runs and one name each, got {len(runs)} runs and {len(names)} names")
+    first, first_name, aligned = runs[0], names[0], []
+    for run, name in zip(runs, names):
+        classes = list(run["classes"])
+        if sorted(classes) != sorted(first["classes"]) or len(set(classes)) != len(classes):
+            raise ValueError(f"{name} scores the classes {classes}, but {first_name} scores {list(first['classes'])}: "
+                             "runs over other classes cannot be combined")
+        position = {video: i for i, video in enumerate(run["ids"])}
+        if len(position) != len(run["ids"]):
+            raise ValueError(f"{name} scores some videos more than once")
+        missing = [video for video in first["ids"] if video not in position]
+        extra = sorted(set(position) - set(first["ids"]))
+        if missing or extra:
+            raise ValueError(f"{name} and {first_name} scored other videos: {name} lacks {_some(missing)} "
+                             f"and has {_some(extra)} that {first_name} lacks")
+        rows, cols = [position[video] for video in first["ids"]], [classes.index(c) for c in first["classes"]]
+        moved = {k: np.asarray(run[k])[np.ix_(rows, cols)] for k in ("scores", "targets") if run.get(k) is not None}
+        if run.get("thresholds") is not None:
+            moved["thresholds"] = np.broadcast_to(run["thresholds"], (len(classes),))[cols]
+        aligned.append({**run, "ids": list(first["ids"]), "classes": list(first["classes"]), **moved})
+    labelled = [(r["targets"], name) for r, name in zip(aligned, names) if r.get("targets") is not None]
+    for targets, name in labelled[1:]:
+        if not np.array_equal(targets, labelled[0][0]):
+            differ = [video for video, d in zip(aligned[0]["ids"], (targets != labelled[0][0]).any(1)) if d]
+            raise ValueError(f"{name} and {labelled[0][1]} give different labels to the videos {_some(differ)}")
+    return aligned
+
+# %% ../nbs/04_evaluate.ipynb #0a639642
+def average_scores(runs: Sequence[dict], names: Sequence[str], thresholds: float | Sequence[float] = 0.5) -> dict:
+    "The ensemble of `runs` (dicts as `load_scores` gives): per video and class, the mean of their sigmoid scores."
+    aligned = align_scores(runs, names)
+    classes = aligned[0]["classes"]
+    return {"ids": aligned[0]["ids"], "scores": np.mean([r["scores"] for r in aligned], axis=0), "classes": classes,
+            "thresholds": np.broadcast_to(np.asarray(thresholds, dtype=float), (len(classes),)).copy(),
+            "targets": next((r["targets"] for r in aligned if r.get("targets") is not None), None)}
+
+
+def average_score_files(paths: Sequence[str | Path], thresholds: float | Sequence[float] = 0.5) -> dict:
+    "The ensemble of earlier runs' scores.npz files, without their networks: `average_scores` of the loaded files."
+    return average_scores([load_scores(p) for p in paths], [str(p) for p in paths], thresholds)
+
+# %% ../nbs/04_evaluate.ipynb #35ed66cb
+def resample_counts(n: int, n_resamples: int = 1000, seed: int = 0) -> np.ndarray:
+    "(n_resamples, n): how often each of `n` videos is drawn in each bootstrap resample of `n` draws with replacement."
+    if n < 1 or n_resamples < 1:
+        raise ValueError(f"a bootstrap needs at least one video and one resample, got {n} videos, {n_resamples} resamples")
+    return np.random.default_rng(seed).multinomial(n, np.full(n, 1 / n), size=n_resamples)
+
+
+def resampled_macro(y_true: np.ndarray, y_score: np.ndarray, threshold: float | Sequence[float],
+                    counts: np.ndarray) -> dict[str, np.ndarray]:
+    "Macro F1, precision and recall (each of shape (resamples,)) of scores thresholded at `threshold`, on the resamples `counts`."
+    y_true = np.asarray(y_true).astype(bool)
+    y_pred = np.asarray(y_score) >= np.asarray(threshold, dtype=float)
+    cells = np.concatenate([y_true & y_pred, ~y_true & y_pred, y_true & ~y_pred], axis=1).astype(float)  # (N, 3C)
+    precision, recall, f1 = _prf(*np.split(counts @ cells, 3, axis=1))  # tp, fp, fn: (resamples, C) each
+    return {"macro_f1": f1.mean(1), "macro_precision": precision.mean(1), "macro_recall": recall.mean(1)}
+
+# %% ../nbs/04_evaluate.ipynb #dfa503fc
+def _percentiles(values: np.ndarray, confidence: float) -> list[float]:
+    "The central `confidence` interval of `values`: [low, high] percentiles."
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
+    tail = (1 - confidence) / 2
+    return np.quantile(values, [tail, 1 - tail]).tolist()
+
+
+def bootstrap_ci(y_true: np.ndarray, y_score: np.ndarray, threshold: float | Sequence[float] = 0.5,
+                 n_resamples: int = 1000, confidence: float = 0.95, seed: int = 0) -> dict[str, list[float]]:
+    "Percentile bootstrap intervals over videos of macro F1, precision and recall: {'macro_f1_ci': [low, high], ...}."
+    counts = resample_counts(len(y_true), n_resamples, seed)
+    return {f"{name}_ci": _percentiles(values, confidence)
+            for name, values in resampled_macro(y_true, y_score, threshold, counts).items()}
+
+# %% ../nbs/04_evaluate.ipynb #55dff879
+def paired_bootstrap(run_a: dict, run_b: dict, names: Sequence[str] = ("a", "b"), n_resamples: int = 1000,
+                     confidence: float = 0.95, seed: int = 0) -> dict:
+    "Macro F1 of two labelled runs (dicts as `load_scores` gives) on the same videos, b - a, its interval and sign flips."
+    a, b = align_scores([run_a, run_b], names)
+    for run, name in ((a, names[0]), (b, names[1])):
+        if run.get("targets") is None:
+            raise ValueError(f"{name} has no labels (an unlabelled split): a paired comparison needs them")
+    counts = resample_counts(len(a["ids"]), n_resamples, seed)
+    f1 = [multilabel_metrics(r["targets"], r["scores"], r["thresholds"])["macro_f1"] for r in (a, b)]
+    a_f1, b_f1 = (resampled_macro(r["targets"], r["scores"], r["thresholds"], counts)["macro_f1"] for r in (a, b))
+    difference = f1[1] - f1[0]
+    return {"videos": len(a["ids"]), "macro_f1_a": f1[0], "macro_f1_b": f1[1], "difference": difference,
+            "difference_ci": _percentiles(b_f1 - a_f1, confidence),
+            "sign_flip": float(np.mean(np.sign(b_f1 - a_f1) != np.sign(difference)))}
+
+
+def compare_score_files(path_a: str | Path, path_b: str | Path, n_resamples: int = 1000, confidence: float = 0.95,
+                        seed: int = 0) -> dict:
+    "`paired_bootstrap` of two runs' scores.npz files: macro F1 of b - a, its interval and how often its sign flips."
+    return paired_bootstrap(load_scores(path_a), load_scores(path_b), (str(path_a), str(path_b)), n_resamples,
+                            confidence, seed)
+
 # %% ../nbs/04_evaluate.ipynb #8ba112e5
+def _checkpoint_paths(value: str | list) -> str | list[str]:
+    "One checkpoint path as given, or an ensemble's paths from a list or from text with commas; empty paths are refused."
+    if isinstance(value, str) and "," not in value:
+        return value
+    paths = value.split(",") if isinstance(value, str) else value
+    if not paths or not all(isinstance(p, (str, os.PathLike)) and os.fspath(p).strip() for p in paths):
+        raise ConfigError("checkpoint", value, "a path, a list of paths or paths separated by commas, none of them empty")
+    return [os.fspath(p).strip() for p in paths]
+
+
 @dataclass
 class EvalConfig:
     "Every parameter of an evaluation: the notebook's papermill parameters and the options of `python -m tinyaction.evaluate`."
-    checkpoint: str = "runs/demo/checkpoint_best.pt"  # a training checkpoint of `03_train`
+    checkpoint: str | list = "runs/demo/checkpoint_best.pt"  # a training checkpoint of `03_train`, or several (a list, or a,b)
     data_dir: str | None = None  # the dataset folder; None: the one the checkpoint was trained on
     split: str = "val"  # "train", "val" or "test"
     annotations: str | None = None  # another annotation file for the split, e.g. the released tiny_test_v2_private.json
     num_clips: int = 5  # clips sampled per video, their scores averaged (the seed's 5)
+    tta: str = "none"  # test-time views of each clip: "none", or "flip" (its mirror too, scores averaged over 2K views)
     out_dir: str = "runs/demo/eval"  # where metrics.json, scores.npz, thresholds.json and answer.txt go
     batch_size: int = 16  # videos per batch
     device: str = "auto"  # "auto" (CUDA when available), "cpu", "cuda", ...
@@ -239,6 +374,9 @@ class EvalConfig:
 
     def __post_init__(self):
         coerce_fields(self)
+        self.checkpoint = _checkpoint_paths(self.checkpoint)
+        if self.tta not in TTA_VIEWS:
+            raise ConfigError("tta", self.tta, f"one of {list(TTA_VIEWS)}")
         if self.split not in SPLIT_FILES:
             raise ConfigError("split", self.split, f"one of {list(SPLIT_FILES)}")
         for name in ("num_clips", "batch_size"):
@@ -247,12 +385,23 @@ class EvalConfig:
         if self.num_workers < 0:
             raise ConfigError("num_workers", self.num_workers, "an int >= 0")
 
+    @property
+    def checkpoints(self) -> list[str]:
+        "The checkpoint paths: the one given, or the ensemble's members."
+        return [self.checkpoint] if isinstance(self.checkpoint, str) else list(self.checkpoint)
+
 # %% ../nbs/04_evaluate.ipynb #56ec2b72
+def _with_ci(metrics: dict, name: str) -> str:
+    "A metric and its interval as `0.4120 [0.3910, 0.4330]`."
+    low, high = metrics[f"{name}_ci"]
+    return f"{metrics[name]:.4f} [{low:.4f}, {high:.4f}]"
+
+
 @dataclass
 class EvalReport:
     "What evaluating a checkpoint on a split gave, and the files it wrote."
     config: EvalConfig
-    epoch: int  # the checkpoint's last finished epoch
+    epoch: int | list[int]  # the checkpoint's last finished epoch; for an ensemble, each member's
     classes: list[str]
     ids: list[str]  # the videos scored (a skip_errors split may leave some out)
     scores: np.ndarray  # (videos, classes), averaged over num_clips clips
@@ -260,6 +409,7 @@ class EvalReport:
     table: dict[int, dict] = field(default_factory=dict)  # clips -> metrics (labelled splits only)
     seconds_per_video: dict[int, float] = field(default_factory=dict)  # clips -> seconds
     threshold_gain: dict[str, float] = field(default_factory=dict)  # macro F1 by threshold choice
+    threshold_gain_ci: dict[str, list[float]] = field(default_factory=dict)  # their 95% bootstrap intervals
     files: dict[str, Path] = field(default_factory=dict)  # name -> path of the outputs
 
     @property
@@ -268,56 +418,71 @@ class EvalReport:
         return self.table.get(self.config.num_clips)
 
     def table1(self) -> str:
-        "The seed's Table 1 for this run, as text."
-        lines = [f"{'clips':>5} {'F1':>7} {'precision':>9} {'recall':>7} {'s/video':>8}"]
-        lines += [f"{k:>5} {m['macro_f1']:7.4f} {m['macro_precision']:9.4f} {m['macro_recall']:7.4f} "
-                  f"{self.seconds_per_video[k]:8.4f}" for k, m in self.table.items()]
+        "The seed's Table 1 for this run, each macro value with its 95% bootstrap interval, as text."
+        lines = [f"{'clips':>5}  {'F1 [95% CI]':<23}  {'precision [95% CI]':<23}  {'recall [95% CI]':<23}  {'s/video':>8}"]
+        lines += [f"{k:>5}  " + "  ".join(_with_ci(m, f"macro_{name}") for name in ("f1", "precision", "recall"))
+                  + f"  {self.seconds_per_video[k]:8.4f}" for k, m in self.table.items()]
         return "\n".join(lines)
 
     def summary(self) -> dict:
         "What metrics.json holds: the split, the checkpoint, the metrics, the threshold gain and the config."
+        views = 2 if self.config.tta == "flip" else 1
         summary = {"config": asdict(self.config), "split": self.config.split, "num_clips": self.config.num_clips,
-                   "videos": len(self.ids),
-                   "checkpoint": str(self.config.checkpoint), "epoch": self.epoch, "thresholds": self.thresholds.tolist()}
+                   "videos": len(self.ids), "checkpoint": self.config.checkpoint, "epoch": self.epoch,
+                   "scores": f"mean of sigmoids over {self.config.num_clips} clips x {views} views (tta "
+                             f"{self.config.tta!r}) x {len(self.config.checkpoints)} checkpoints",
+                   "thresholds": self.thresholds.tolist()}
         if self.metrics is not None:
             summary.update(self.metrics, single_clip={k: v for k, v in self.table[1].items() if k != "per_class"},
-                           threshold_gain=self.threshold_gain)
+                           threshold_gain=self.threshold_gain, threshold_gain_ci=self.threshold_gain_ci)
         if "answer" in self.files:
             summary["answer"] = str(self.files["answer"])
         return summary
 
 # %% ../nbs/04_evaluate.ipynb #51e7450e
-def _threshold_gain(targets: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, dict[str, float]]:
-    "Per-class thresholds tuned on (targets, scores), and the macro F1 at 0.5, tuned in-sample and cross-fitted."
+def _threshold_gain(targets: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, dict[str, float], dict[str, list[float]]]:
+    "Per-class thresholds tuned on (targets, scores), the macro F1 at 0.5, tuned in-sample and cross-fitted, and intervals."
     tuned = tune_thresholds(targets, scores)
-    return tuned, {"fixed_0.5": multilabel_metrics(targets, scores, 0.5)["macro_f1"],
-                   "tuned_in_sample": multilabel_metrics(targets, scores, tuned)["macro_f1"],
-                   "tuned_cross_fit": multilabel_metrics(targets, cross_fit_predictions(targets, scores))["macro_f1"]}
+    predictions = {"fixed_0.5": (scores, 0.5), "tuned_in_sample": (scores, tuned),
+                   "tuned_cross_fit": (cross_fit_predictions(targets, scores), 0.5)}
+    return (tuned, {k: multilabel_metrics(targets, s, t)["macro_f1"] for k, (s, t) in predictions.items()},
+            {k: bootstrap_ci(targets, s, t)["macro_f1_ci"] for k, (s, t) in predictions.items()})
+
+
+def _member_scores(model: nn.Module, checkpoint: Checkpoint, dataset: TinyVirat, config: EvalConfig, num_clips: int,
+                   labelled: bool) -> dict:
+    "One checkpoint's run (as `load_scores` gives) with `num_clips` clips per video, classes in its class map's order."
+    ids, scores = predict(model, dataset, num_clips=num_clips, batch_size=config.batch_size, num_workers=config.num_workers,
+                          device=config.device, tta=config.tta)
+    records = {r.id: r for r in dataset.records}
+    return {"ids": ids, "scores": scores[:, output_order(checkpoint.classes, dataset.classes, dataset.root / "class_map.json")],
+            "classes": dataset.classes,
+            "targets": np.stack([multi_hot(records[i], dataset.classes) for i in ids]) if labelled and ids else None}
 
 
 def evaluate_checkpoint(config: EvalConfig) -> EvalReport:
-    "Score a checkpoint on a split with `num_clips` clips per video, and write metrics, scores, thresholds or answer.txt."
-    model, checkpoint = load_checkpoint(config.checkpoint)
-    dataset = evaluation_dataset(checkpoint, config.data_dir, config.split, config.annotations)
-    classes, out = dataset.classes, Path(config.out_dir)
+    "Score a checkpoint, or the mean of several, on a split with `num_clips` clips per video; write metrics, scores, answers."
+    members = [load_checkpoint(path) for path in config.checkpoints]
+    datasets = [evaluation_dataset(checkpoint, config.data_dir, config.split, config.annotations) for _, checkpoint in members]
+    align_scores([{"ids": [r.id for r in d.records], "classes": d.classes} for d in datasets], config.checkpoints)
+    classes, out = datasets[0].classes, Path(config.out_dir)
     threshold = np.full(len(classes), 0.5) if config.thresholds is None else load_thresholds(config.thresholds, classes)
-    labelled = any(r.labels for r in dataset.records)
-    order = output_order(checkpoint.classes, classes, dataset.root / "class_map.json")
+    labelled = any(r.labels for r in datasets[0].records)
     runs = {}
     for k in sorted({1, config.num_clips}) if labelled else [config.num_clips]:
         start = time.time()
-        ids, scores = predict(model, dataset, num_clips=k, batch_size=config.batch_size,
-                              num_workers=config.num_workers, device=config.device)
-        runs[k] = (ids, scores[:, order], (time.time() - start) / max(len(ids), 1))
-    ids, scores, _ = runs[config.num_clips]
-    report = EvalReport(config, checkpoint.epoch, classes, ids, scores, threshold,
-                        seconds_per_video={k: s for k, (_, _, s) in runs.items()})
-    targets = None
+        scored = [_member_scores(model, checkpoint, dataset, config, k, labelled)
+                  for (model, checkpoint), dataset in zip(members, datasets)]
+        runs[k] = average_scores(scored, config.checkpoints, threshold)
+        runs[k]["seconds"] = (time.time() - start) / max(len(runs[k]["ids"]), 1)
+    ids, scores, targets = (runs[config.num_clips][key] for key in ("ids", "scores", "targets"))
+    epochs = [checkpoint.epoch for _, checkpoint in members]
+    report = EvalReport(config, epochs[0] if isinstance(config.checkpoint, str) else epochs, classes, ids, scores, threshold,
+                        seconds_per_video={k: run["seconds"] for k, run in runs.items()})
     if labelled:
-        records = {r.id: r for r in dataset.records}
-        targets = np.stack([multi_hot(records[i], classes) for i in ids])
-        report.table = {k: multilabel_metrics(targets, s, threshold, classes) for k, (_, s, _) in runs.items()}
-        tuned, report.threshold_gain = _threshold_gain(targets, scores)
+        report.table = {k: {**multilabel_metrics(targets, run["scores"], threshold, classes),
+                            **bootstrap_ci(targets, run["scores"], threshold)} for k, run in runs.items()}
+        tuned, report.threshold_gain, report.threshold_gain_ci = _threshold_gain(targets, scores)
         report.files["thresholds"] = save_thresholds(out / "thresholds.json", tuned, classes)
     if config.split == "test":
         report.files["answer"] = write_answer(out / "answer.txt", ids, scores >= threshold)
