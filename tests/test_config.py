@@ -98,7 +98,7 @@ def non_default_evaluation(root, trained, out) -> dict[str, tuple[str, object]]:
     return {"checkpoint": (checkpoint, checkpoint), "data_dir": (str(root), str(root)), "split": ("test", "test"),
             "annotations": (annotations, annotations), "num_clips": ("2", 2), "out_dir": (str(out), str(out)),
             "batch_size": ("3", 3), "device": ("cpu", "cpu"), "thresholds": (thresholds, thresholds),
-            "num_workers": ("1", 1)}
+            "num_workers": ("1", 1), "tta": ("flip", "flip"), "amp": ("false", False)}
 
 
 def assert_evaluation_used(out, values):

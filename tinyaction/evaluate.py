@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from .checkpoint import Checkpoint, load_checkpoint
 from .config import ConfigError, coerce_fields, parse_config
 from .data import SPLIT_FILES, TinyVirat, collate_clips, load_class_map, multi_hot
-from .models import autocast, clip_format
+from .models import AMP_MODES, autocast, clip_format
 from .synthetic import resolve_data_dir
 from .zoo import contract_of
 
@@ -148,7 +148,7 @@ def resolve_device(device: str = "auto") -> torch.device:
 @torch.no_grad()
 def predict(model: nn.Module, dataset, num_clips: int | None = 5, reduce: str = "mean", batch_size: int = 8,
             num_workers: int = 0, device: str | torch.device = "auto", progress: bool = True,
-            indices: Sequence[int] | None = None, tta: str = "none") -> tuple[list[str], np.ndarray]:
+            indices: Sequence[int] | None = None, tta: str = "none", amp: bool | str = "auto") -> tuple[list[str], np.ndarray]:
     "Ids and per-video sigmoid scores (N, C), reduced over the `tta` views of `num_clips` clips per video (of `indices` only)."
     if reduce not in ("mean", "max"):
         raise ValueError(f"reduce must be 'mean' or 'max', got {reduce!r}")
@@ -171,7 +171,7 @@ def predict(model: nn.Module, dataset, num_clips: int | None = 5, reduce: str = 
         clips = tta_views(clips.to(device, non_blocking=True), tta)
         if clips.dim() == 5:
             clips = clips.unsqueeze(1)
-        with autocast(device):
+        with autocast(device, amp):
             logits = model(normalize(clips.flatten(0, 1).contiguous(memory_format=clip_format(model))))
         probs = torch.sigmoid(logits.float()).unflatten(0, clips.shape[:2])
         scores.append((probs.mean(1) if reduce == "mean" else probs.amax(1)).cpu())
@@ -371,12 +371,15 @@ class EvalConfig:
     device: str = "auto"  # "auto" (CUDA when available), "cpu", "cuda", ...
     thresholds: str | None = None  # per-class thresholds (a thresholds.json from a val run), or None for 0.5
     num_workers: int = 2  # loader processes
+    amp: bool | str = "auto"  # bf16 autocast: "auto" (where the device computes bf16 natively), True (always), False (fp32)
 
     def __post_init__(self):
         coerce_fields(self)
         self.checkpoint = _checkpoint_paths(self.checkpoint)
         if self.tta not in TTA_VIEWS:
             raise ConfigError("tta", self.tta, f"one of {list(TTA_VIEWS)}")
+        if self.amp not in AMP_MODES:
+            raise ConfigError("amp", self.amp, "True, False or 'auto'")
         if self.split not in SPLIT_FILES:
             raise ConfigError("split", self.split, f"one of {list(SPLIT_FILES)}")
         for name in ("num_clips", "batch_size"):
@@ -453,7 +456,7 @@ def _member_scores(model: nn.Module, checkpoint: Checkpoint, dataset: TinyVirat,
                    labelled: bool) -> dict:
     "One checkpoint's run (as `load_scores` gives) with `num_clips` clips per video, classes in its class map's order."
     ids, scores = predict(model, dataset, num_clips=num_clips, batch_size=config.batch_size, num_workers=config.num_workers,
-                          device=config.device, tta=config.tta)
+                          device=config.device, tta=config.tta, amp=config.amp)
     records = {r.id: r for r in dataset.records}
     return {"ids": ids, "scores": scores[:, output_order(checkpoint.classes, dataset.classes, dataset.root / "class_map.json")],
             "classes": dataset.classes,
