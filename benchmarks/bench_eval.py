@@ -4,7 +4,9 @@ Both score every video of a TinyVIRAT-shaped synthetic split with --arch (R(2+1)
 layout by default; any name of the zoo; same weights), K clips per video, sigmoid scores averaged,
 through DataLoaders with the same workers:
 - tinyaction: `TinyVirat` (decodes only the sampled frames, resizes each clip in one call) and
-  `predict` with the model on the fast path (`to_fast_path`; bf16 autocast on CUDA);
+  `predict` with the model on the fast path (`to_fast_path`; the default precision, `amp="auto"`: bf16
+  autocast where the device computes bf16 natively, CUDA or AVX-512-BF16/AMX CPUs), and beside it the same
+  in the other precision (tinyaction_fp32 or tinyaction_bf16);
 - baseline: `common.NaiveClips` (PyAV decodes every frame, PIL resizes frame by frame) and
   the network from torchvision's code in eager fp32.
 "model only" times tinyaction's forward passes alone on a batch already on the device: the bound the
@@ -21,7 +23,7 @@ from torch.utils.data import DataLoader
 
 from tinyaction.data import TinyVirat, collate_clips
 from tinyaction.evaluate import predict, resolve_device
-from tinyaction.models import clip_format, to_fast_path
+from tinyaction.models import autocast, clip_format, native_bf16, to_fast_path, uses_bf16
 from tinyaction.synthetic import default_data_root, make_synthetic
 from tinyaction.train import auto_workers
 from tinyaction.zoo import contract_of, model_info
@@ -43,10 +45,10 @@ def naive_scores(model: torch.nn.Module, dataset: NaiveClips, batch_size: int, w
 
 @torch.no_grad()
 def model_only(model: torch.nn.Module, clips: torch.Tensor, batches: int) -> int:
-    "Forward passes of tinyaction's model on a (videos x K)-clip batch on the device; returns videos scored."
+    "Forward passes of tinyaction's model (default precision) on a (videos x K)-clip batch on the device; returns videos scored."
     normalize, videos = contract_of(model).normalize().to(clips.device), clips.shape[0] * batches
     for _ in range(batches):
-        with torch.autocast(clips.device.type, dtype=torch.bfloat16, enabled=clips.device.type == "cuda"):
+        with autocast(clips.device):
             torch.sigmoid(model(normalize(clips.flatten(0, 1).contiguous(memory_format=clip_format(model)))).float()).cpu()
     return videos
 
@@ -77,9 +79,14 @@ def main():
     batch = torch.randint(0, 256, (args.batch_size, args.num_clips, 3, args.clip_len, args.size, args.size), dtype=torch.uint8,
                           device=device)
     model_only(ours, batch, 1)
+    other, other_name = (False, "tinyaction_fp32") if uses_bf16(device) else (True, "tinyaction_bf16")
+
+    def ours_scores(amp: bool | str) -> int:
+        return len(predict(ours, dataset, args.num_clips, batch_size=args.batch_size, num_workers=workers, device=device,
+                           progress=False, amp=amp)[0])
+
     runs = {"baseline": lambda: naive_scores(baseline, naive, args.batch_size, workers, device, contract.normalize()),
-            "tinyaction": lambda: len(predict(ours, dataset, args.num_clips, batch_size=args.batch_size, num_workers=workers,
-                                              device=device, progress=False)[0]),
+            "tinyaction": lambda: ours_scores("auto"), other_name: lambda: ours_scores(other),
             "tinyaction_model_only": lambda: model_only(ours, batch, max(1, args.videos // args.batch_size))}
     rates = interleaved_rates(runs, args.repeats, device)
     rows = [{"run": name, "videos_per_s": round(rate, 2), "ratio_to_baseline": round(rate / rates["baseline"], 2),
@@ -90,6 +97,7 @@ def main():
     write_report(args.out, {"benchmark": "eval_throughput", "device": device_name(device), "model": args.arch,
                             "videos": args.videos, "num_clips": args.num_clips, "clip_len": args.clip_len, "size": args.size,
                             "batch_size": args.batch_size, "workers": workers, "repeats": args.repeats,
+                            "native_bf16": native_bf16(device.type), "default_precision": "bf16" if uses_bf16(device) else "fp32",
                             "baseline": f"PyAV decode of all frames + per-frame PIL resize, {reference(args.arch)[1]}",
                             "results": rows, "targets": targets})
 
