@@ -47,8 +47,8 @@ def _prf(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> tuple[np.ndarray, np
 
 
 def multilabel_metrics(y_true: np.ndarray, y_score: np.ndarray, threshold: float | Sequence[float] = 0.5,
-                       class_names: Sequence[str] | None = None) -> dict:
-    "Macro, micro and per-sample precision/recall/F1 and per-class values of scores thresholded at `threshold`."
+                       class_names: Sequence[str] | None = None, shot_groups: dict[str, Sequence[int]] | None = None) -> dict:
+    "Macro, micro and per-sample precision/recall/F1, per-class values, and macro F1 per shot group if given."
     y_true = np.asarray(y_true).astype(bool)
     y_pred = np.asarray(y_score) >= np.asarray(threshold, dtype=float)
     tp, fp, fn = (y_true & y_pred), (~y_true & y_pred), (y_true & ~y_pred)
@@ -62,6 +62,8 @@ def multilabel_metrics(y_true: np.ndarray, y_score: np.ndarray, threshold: float
         metrics.update({f"{prefix}_f1": float(f), f"{prefix}_precision": float(p), f"{prefix}_recall": float(r)})
     metrics["per_class"] = [dict(name=n, precision=float(p), recall=float(r), f1=float(f), support=int(s))
                             for n, p, r, f, s in zip(names, *per_class, y_true.sum(0))]
+    for group, members in (shot_groups or {}).items():  # an empty group has no mean: None
+        metrics[f"{group}_shot_f1"] = float(per_class[2][list(members)].mean()) if len(members) else None
     return metrics
 
 # %% ../nbs/04_evaluate.ipynb #1c9183b6

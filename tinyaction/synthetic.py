@@ -27,8 +27,8 @@ __all__ = ['SYNTHETIC_CLASSES', 'COLOR_LEVELS', 'SKIN_LEVELS', 'WALK_AREA_X', 'W
            'WAVE_TINT', 'P_NEAR_112', 'NEAR_112_HALF_SIDE', 'SIDE', 'SIDE_MODE', 'ASPECT', 'P_SHORT_CLIP',
            'SHORT_FRAMES', 'P_TWO_SECONDS', 'TWO_SECONDS_FRAMES', 'OTHER_FRAMES', 'P_TWO_ACTORS', 'P_PERSON',
            'CLUTTER_BOXES', 'CLUTTER_Y', 'P_PARKED', 'NOISE_STD', 'FLICKER', 'VAL_ID_STEP', 'CLIPS_PER_VIDEO',
-           'SYNTHETIC_CRF', 'SYNTHETIC_VERSION', 'Person', 'Vehicle', 'Scene', 'make_synthetic', 'default_data_root',
-           'resolve_data_dir']
+           'SYNTHETIC_CRF', 'LONG_TAIL_ORDER', 'MAX_SCENE_DRAWS', 'SYNTHETIC_VERSION', 'Person', 'Vehicle', 'Scene',
+           'long_tail_shares', 'make_synthetic', 'default_data_root', 'resolve_data_dir']
 
 # %% ../nbs/00b_synthetic.ipynb #c5a06415
 SYNTHETIC_CLASSES = ("activity_standing", "activity_walking", "activity_running", "activity_gesturing",
@@ -338,9 +338,9 @@ def _new_scene(rng: np.random.Generator) -> Scene:
 FLICKER = (0.97, 1.03)  # per-frame brightness gain: auto-exposure of surveillance cameras
 
 
-def _render_scene(rng: np.random.Generator) -> tuple[np.ndarray, list[str]]:
-    "A random scene as uint8 frames (T, H, W, 3) and its sorted labels."
-    scene = _new_scene(rng)
+def _render_scene(rng: np.random.Generator, anchor: int | None = None) -> tuple[np.ndarray, list[str]]:
+    "A random scene (showing class `LONG_TAIL_ORDER[anchor]` if given) as uint8 frames (T, H, W, 3) and its sorted labels."
+    scene = _new_scene(rng) if anchor is None else _new_anchored_scene(rng, anchor)
     height, width = scene.background.shape[:2]
     scale = min(width, height)
     frames = np.empty((scene.num_frames, height, width, 3), np.uint8)
@@ -367,15 +367,50 @@ def _synthetic_ids(split: str, n: int, rng: np.random.Generator) -> list[str]:
 
 
 def _make_clip(task: tuple) -> dict:
-    "Render, encode and describe one synthetic clip; a pure function of its task."
-    seed, split, index, clip_id, root = task
-    frames, labels = _render_scene(np.random.default_rng([seed, _SPLIT_CODES[split], index]))
+    "Render, encode and describe one synthetic clip; a pure function of its task (the anchor: None, or a class rank)."
+    seed, split, index, clip_id, root, anchor = task
+    frames, labels = _render_scene(np.random.default_rng([seed, _SPLIT_CODES[split], index]), anchor)
     video_id = f"SYN_{seed:04d}_{index // CLIPS_PER_VIDEO:05d}"
     rel = f"{clip_id}.mp4" if split == "test" else f"{video_id}/{clip_id}.mp4"
     write_video(Path(root) / "videos" / split / rel, frames, crf=SYNTHETIC_CRF)
     dim = [int(frames.shape[0]), int(frames.shape[2]), int(frames.shape[1])]  # [frames, width, height]
     record = {"id": clip_id, "video_id": video_id, "path": rel, "dim": dim, "label": labels}
     return {k: v for k, v in record.items() if split != "test" or k in ("id", "path", "dim")}
+
+# %% ../nbs/00b_synthetic.ipynb #a5877596
+LONG_TAIL_ORDER = ("activity_walking", "activity_standing", "activity_carrying", "vehicle_moving", "activity_gesturing",
+                   "activity_running", "vehicle_turning_right", "vehicle_turning_left", "vehicle_stopping", "vehicle_starting")
+
+
+def long_tail_shares(imbalance: float, num_classes: int = len(LONG_TAIL_ORDER)) -> np.ndarray:
+    "Relative label count of each class rank, R^(-k/(K-1)): 1 for the head, 1/R for the last class."
+    return float(imbalance) ** (-np.arange(num_classes) / (num_classes - 1))
+
+# %% ../nbs/00b_synthetic.ipynb #6b47b98e
+MAX_SCENE_DRAWS = 10_000  # rejection sampling of an anchored scene gives up after this many scenes (it needs about 10)
+
+
+def _new_anchored_scene(rng: np.random.Generator, anchor: int) -> Scene:
+    "A random scene that shows class `LONG_TAIL_ORDER[anchor]` and no class rarer than it."
+    allowed = set(LONG_TAIL_ORDER[:anchor + 1])
+    for _ in range(MAX_SCENE_DRAWS):
+        scene = _new_scene(rng)
+        if LONG_TAIL_ORDER[anchor] in scene.labels and allowed.issuperset(scene.labels):
+            return scene
+    raise RuntimeError(f"no scene showing {LONG_TAIL_ORDER[anchor]} in {MAX_SCENE_DRAWS} draws")
+
+# %% ../nbs/00b_synthetic.ipynb #cd0461a4
+def _long_tail_anchors(seed: int, n: int, imbalance: float) -> list[int]:
+    "The anchor class (a rank of LONG_TAIL_ORDER) of each train clip: the class furthest below its share so far."
+    shares, counts = long_tail_shares(imbalance), np.zeros(len(LONG_TAIL_ORDER))
+    rank = {name: k for k, name in enumerate(LONG_TAIL_ORDER)}
+    anchors = []
+    for index in range(n):
+        anchor = int(np.argmin(counts / shares))  # ties: the more frequent class
+        scene = _new_anchored_scene(np.random.default_rng([seed, _SPLIT_CODES["train"], index]), anchor)
+        counts[[rank[name] for name in scene.labels]] += 1
+        anchors.append(anchor)
+    return anchors
 
 # %% ../nbs/00b_synthetic.ipynb #cc9160e2
 SYNTHETIC_VERSION = 3  # raised whenever the generator's output changes (3: deterministic H.264 encoding)
@@ -385,15 +420,20 @@ def make_synthetic(root: PathLike,  # folder to write into; a finished dataset t
                    n_train: int = 800,  # clips in the train split
                    n_val: int = 200,  # clips in the val split
                    n_test: int = 200,  # clips in the test split, unlabelled as in TinyVIRAT's public test file
-                   seed: int = 0,  # the dataset, files included, is a function of the seed and the counts only
+                   seed: int = 0,  # the dataset, files included, is a function of the seed, the counts and `imbalance` only
+                   imbalance: float = 1,  # R: train class counts fall from the head to R times fewer (1: the generator's own)
                    workers: int | None = None,  # encoding processes (None: one per core, at most 8); no effect on the output
                    ) -> Path:  # `root`
     "Write (or reuse) a synthetic multi-label dataset in the TinyVIRAT-v2 layout under `root`."
     if min(n_train, n_val, n_test) < 0:
         raise ValueError(f"clip counts must be >= 0; got n_train={n_train}, n_val={n_val}, n_test={n_test}")
+    if not 1 <= imbalance < float("inf"):
+        raise ValueError(f"imbalance must be a number >= 1 (the head class's count over the rarest's); got {imbalance}")
     root = Path(root)
     params = {"n_train": n_train, "n_val": n_val, "n_test": n_test, "seed": seed, "classes": list(SYNTHETIC_CLASSES),
               "version": SYNTHETIC_VERSION}
+    if imbalance != 1:  # stamps of imbalance=1 stay as they were, so older datasets are still reused
+        params["imbalance"] = imbalance
     stamp = root / ".synthetic.json"
     if stamp.is_file() and json.loads(stamp.read_text()) == params:
         return root
@@ -401,9 +441,11 @@ def make_synthetic(root: PathLike,  # folder to write into; a finished dataset t
     (root / "class_map.json").write_text(json.dumps({name: i for i, name in enumerate(SYNTHETIC_CLASSES)}, indent=1))
     ids_rng = np.random.default_rng([seed, 99])
     workers = workers or min(os.cpu_count() or 1, 8)
+    anchors = _long_tail_anchors(seed, n_train, imbalance) if imbalance != 1 else [None] * n_train
     with ProcessPoolExecutor(workers) as pool:
         for split, n in (("train", n_train), ("val", n_val), ("test", n_test)):
-            tasks = [(seed, split, i, clip_id, str(root)) for i, clip_id in enumerate(_synthetic_ids(split, n, ids_rng))]
+            tasks = [(seed, split, i, clip_id, str(root), anchors[i] if split == "train" else None)
+                     for i, clip_id in enumerate(_synthetic_ids(split, n, ids_rng))]
             records = list(pool.map(_make_clip, tasks, chunksize=8))
             (root / SPLIT_FILES[split]).write_text(json.dumps(records))
     stamp.write_text(json.dumps(params))

@@ -23,17 +23,18 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
 
+from .balance import RepeatedClips, RepeatFactorSampler, class_counts, label_matrix, repeat_factors, shot_groups
 from .checkpoint import Checkpoint, read_checkpoint, restore
 from .config import ConfigError, coerce_fields, parse_config
 from .data import SAMPLING_MODES, TinyVirat, collate_clips, multi_hot
 from .evaluate import multilabel_metrics, predict, resolve_device
-from .losses import AsymmetricLoss
+from .losses import AsymmetricLoss, DistributionBalancedLoss, FocalLoss
 from .models import AMP_MODES, autocast, clip_format, load_pretrained, to_fast_path, uses_bf16
 from .synthetic import resolve_data_dir
 from .zoo import contract_of, get_model, list_models, model_info
 
 # %% auto #0
-__all__ = ['LOSSES', 'FINITE_CHECK_EVERY', 'CACHE_AUTO_BYTES', 'LOCK_FILE', 'RUN_FILES', 'TrainConfig', 'build_loss',
+__all__ = ['LOSSES', 'BALANCES', 'FINITE_CHECK_EVERY', 'CACHE_AUTO_BYTES', 'LOCK_FILE', 'RUN_FILES', 'TrainConfig', 'build_loss',
            'build_scheduler', 'train_step', 'NonFiniteLossError', 'check_finite', 'freeze_batchnorm', 'train_one_epoch',
            'auto_workers', 'loader_workers', 'epoch_loader', 'cache_if_asked', 'init_distributed', 'gather_predictions',
            'sum_across_ranks', 'Run', 'build_datasets', 'build_network', 'check_splits', 'build_run', 'validate',
@@ -41,8 +42,9 @@ __all__ = ['LOSSES', 'FINITE_CHECK_EVERY', 'CACHE_AUTO_BYTES', 'LOCK_FILE', 'RUN
            'read_resume_checkpoint', 'trim_history', 'start_or_resume', 'run_epochs', 'fit', 'main']
 
 # %% ../nbs/03_train.ipynb #1943cd3e
-# over 60 lines: 32 fields, each with its comment, and the checks of their values
-LOSSES = ("asl", "bce")
+# over 60 lines: 43 fields, each with its comment, and the checks of their values
+LOSSES = ("asl", "bce", "focal", "db")
+BALANCES = ("none", "repeat_factor")
 
 
 @dataclass
@@ -58,10 +60,19 @@ class TrainConfig:
     batch_size: int = 16  # the global batch, shared by the processes under torchrun
     lr: float = 3e-3  # AdamW's peak learning rate
     weight_decay: float = 0.05  # AdamW's decoupled weight decay
-    loss: str = "bce"  # "asl" (the seed's) or "bce"
+    loss: str = "bce"  # "bce", "asl" (the seed's), "focal" or "db" (distribution-balanced, for long tails)
     gamma_neg: float = 4.0  # ASL's focusing exponent for negatives
     gamma_pos: float = 1.0  # ASL's focusing exponent for positives
     margin: float = 0.05  # ASL's probability margin m (formerly `clip`)
+    focal_alpha: float = 0.25  # focal loss's weight of the positives (1 - alpha for negatives); < 0: none
+    focal_gamma: float = 2.0  # focusing exponent of the focal and distribution-balanced losses
+    db_alpha: float = 0.1  # DB loss: floor of the re-balancing weight
+    db_beta: float = 10.0  # DB loss: slope of the re-balancing weight's sigmoid
+    db_mu: float = 0.2  # DB loss: centre of the re-balancing weight's sigmoid
+    db_kappa: float = 0.05  # DB loss: scale of the class-prior logit bias (negative-tolerant regularisation)
+    db_neg_scale: float = 2.0  # DB loss: lambda, scale of the negatives' logits (their loss divided by it)
+    balance: str = "none"  # training clips: "none" (each once per epoch) or "repeat_factor" (LVIS's, by the rarest label)
+    repeat_threshold: float = 0.1  # repeat_factor's t: classes in fewer than this fraction of clips repeat sqrt(t / f) times
     num_workers: int | str = "auto"  # loader processes per training process; "auto": the CPU cores it may use
     device: str = "auto"  # "auto" (CUDA when available), "cpu", "cuda", "cuda:1", ...
     amp: bool | str = "auto"  # bf16 autocast: "auto" (where native; CPUs validate in bf16 but train in fp32), True, False
@@ -72,6 +83,8 @@ class TrainConfig:
     sampling: str = "segments"  # training frames: "segments" (one random frame per segment), "random" (the seed's), ...
     val_clips: int = 1  # clips per video when validating after each epoch
     val_sampling: str = "uniform"  # validation frames: evenly spaced by default
+    many_shot: int = 100  # val metrics: classes with more training clips than this are many-shot
+    few_shot: int = 20  # val metrics: classes with fewer training clips than this are few-shot, the rest medium-shot
     skip_errors: bool = False  # skip unreadable clips, with a warning, instead of stopping
     cache: bool | str = "auto"  # decode each video once into memory: True, False, or "auto" (when it fits)
     freeze_bn: bool = False  # keep BatchNorm in eval mode while training (fixed statistics)
@@ -92,21 +105,28 @@ class TrainConfig:
 
     def check(self):
         "Refuse values a run cannot use, naming the parameter, its value and what is allowed."
-        for name, allowed in (("arch", tuple(list_models())), ("loss", LOSSES), ("sampling", SAMPLING_MODES),
-                              ("val_sampling", SAMPLING_MODES)):
+        for name, allowed in (("arch", tuple(list_models())), ("loss", LOSSES), ("balance", BALANCES),
+                              ("sampling", SAMPLING_MODES), ("val_sampling", SAMPLING_MODES)):
             if getattr(self, name) not in allowed:
                 raise ConfigError(name, getattr(self, name), f"one of {list(allowed)}")
         for name in ("clip_len", "size", "epochs", "batch_size", "val_clips"):
             if getattr(self, name) < 1:
                 raise ConfigError(name, getattr(self, name), "an int >= 1")
-        for name in ("lr", "grad_clip"):
+        for name in ("lr", "grad_clip", "db_neg_scale"):
             if not getattr(self, name) > 0:
                 raise ConfigError(name, getattr(self, name), "a number > 0")
-        for name in ("weight_decay", "gamma_neg", "gamma_pos", "warmup_epochs"):
+        for name in ("weight_decay", "gamma_neg", "gamma_pos", "warmup_epochs", "focal_gamma", "db_alpha", "db_beta",
+                     "db_kappa", "many_shot", "few_shot"):
             if not getattr(self, name) >= 0:
                 raise ConfigError(name, getattr(self, name), "a number >= 0")
         if not 0 <= self.margin < 1:
             raise ConfigError("margin", self.margin, "a number in [0, 1)")
+        if not self.focal_alpha <= 1:
+            raise ConfigError("focal_alpha", self.focal_alpha, "a number <= 1 (negative: no weighting)")
+        if not 0 <= self.repeat_threshold <= 1:
+            raise ConfigError("repeat_threshold", self.repeat_threshold, "a fraction of the training clips in [0, 1]")
+        if self.few_shot > self.many_shot + 1:
+            raise ConfigError("few_shot", self.few_shot, f"at most many_shot + 1 ({self.many_shot + 1})")
         if self.num_workers != "auto" and (isinstance(self.num_workers, str) or self.num_workers < 0):
             raise ConfigError("num_workers", self.num_workers, "'auto' or an int >= 0")
         if self.cache not in (True, False, "auto"):
@@ -116,10 +136,17 @@ class TrainConfig:
         model_info(self.arch).contract.check(self.arch, self.clip_len, self.size)
 
 # %% ../nbs/03_train.ipynb #a24a4973
-def build_loss(config: TrainConfig) -> nn.Module:
-    "ASL with the configured gammas and margin, or summed BCE."
+def build_loss(config: TrainConfig, class_counts: Sequence[int] | None = None, num_clips: int | None = None) -> nn.Module:
+    "The configured loss; the distribution-balanced loss takes the training split's clips per class and its size."
     if config.loss == "asl":
         return AsymmetricLoss(config.gamma_neg, config.gamma_pos, margin=config.margin)
+    if config.loss == "focal":
+        return FocalLoss(config.focal_alpha, config.focal_gamma)
+    if config.loss == "db":
+        if class_counts is None or num_clips is None:
+            raise ValueError("loss 'db' needs the training split's class_counts and num_clips")
+        return DistributionBalancedLoss(class_counts, num_clips, config.db_alpha, config.db_beta, config.db_mu,
+                                        config.db_kappa, config.db_neg_scale, config.focal_gamma)
     return nn.BCEWithLogitsLoss(reduction="sum")
 
 # %% ../nbs/03_train.ipynb #8d0e8364
@@ -217,9 +244,15 @@ def epoch_loader(dataset: TinyVirat, config: TrainConfig, epoch: int, device: to
     if config.batch_size % world:
         raise ValueError(f"batch_size {config.batch_size} (the global batch) must be divisible by the world size {world}")
     dataset.set_epoch(epoch)
-    sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=config.seed, drop_last=True)
+    if config.balance == "repeat_factor":
+        factors = repeat_factors(label_matrix(dataset.records, dataset.classes), config.repeat_threshold)[1]
+        sampler = RepeatFactorSampler(dataset, factors, num_replicas=world, rank=rank, seed=config.seed, drop_last=True)
+        items = RepeatedClips(dataset)  # reads the sampler's i + k * len(dataset) as copy k of clip i
+    else:
+        sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=config.seed, drop_last=True)
+        items = dataset
     sampler.set_epoch(epoch)
-    return DataLoader(dataset, batch_size=config.batch_size // world, sampler=sampler,
+    return DataLoader(items, batch_size=config.batch_size // world, sampler=sampler,
                       num_workers=loader_workers(dataset, config), collate_fn=collate_clips,
                       pin_memory=device.type == "cuda", drop_last=True)
 
@@ -338,20 +371,22 @@ def build_run(config: TrainConfig) -> Run:
                                   fused=device.type == "cuda")
     steps_per_epoch = len(train_set) // config.batch_size
     scheduler = build_scheduler(optimizer, max(1, int(config.warmup_epochs * steps_per_epoch)), config.epochs * steps_per_epoch)
-    return Run(config, rank, world, device, train_set, val_set, model, net, optimizer, scheduler, build_loss(config))
+    criterion = build_loss(config, class_counts(train_set.records, train_set.classes), len(train_set)).to(device)
+    return Run(config, rank, world, device, train_set, val_set, model, net, optimizer, scheduler, criterion)
 
 # %% ../nbs/03_train.ipynb #9587f8df
 def validate(run: Run) -> tuple[dict, int]:
     "Validation metrics of the network over the whole val split (sharded across ranks), and how many videos were scored."
     ids, scores = predict(run.model, run.val_set, num_clips=run.config.val_clips, batch_size=run.config.batch_size,
                           num_workers=loader_workers(run.val_set, run.config), device=run.device, progress=False,
-                          indices=range(run.rank, len(run.val_set), run.world))
+                          indices=range(run.rank, len(run.val_set), run.world), amp=run.config.amp)
     ids, scores = gather_predictions(ids, scores, run.val_set, run.world)
     if not ids:
         raise RuntimeError(f"no validation clip could be read: all {len(run.val_set)} of {run.val_set.root} were skipped")
     records = {r.id: r for r in run.val_set.records}
     targets = np.stack([multi_hot(records[i], run.val_set.classes) for i in ids])
-    return multilabel_metrics(targets, scores, class_names=run.val_set.classes), len(ids)
+    groups = shot_groups(class_counts(run.train_set.records, run.train_set.classes), run.config.many_shot, run.config.few_shot)
+    return multilabel_metrics(targets, scores, class_names=run.val_set.classes, shot_groups=groups), len(ids)
 
 # %% ../nbs/03_train.ipynb #aa8ff0ea
 def run_epoch(run: Run, epoch: int) -> tuple[dict, dict]:
