@@ -60,9 +60,9 @@ def synthetic_root(tmp_path_factory) -> Path:
 SAMPLE_ROOT = REPO_ROOT / "data" / "sample"
 
 
-def write_sample_scores(path, split: str = "val", seed: int = 0) -> Path:
-    "A scores.npz over the committed sample's `split`, as 04_evaluate writes it: seeded scores that lean towards the truth."
-    records, classes = load_split(SAMPLE_ROOT, split), load_class_map(SAMPLE_ROOT)
+def write_sample_scores(path, split: str = "val", seed: int = 0, root: Path = SAMPLE_ROOT) -> Path:
+    "A scores.npz over `split` of `root` (the committed sample), as 04_evaluate writes it: seeded scores leaning to the truth."
+    records, classes = load_split(root, split), load_class_map(root)
     targets = np.stack([multi_hot(r, classes) for r in records])
     scores = np.clip(0.35 * targets + np.random.default_rng(seed).uniform(0, 0.6, targets.shape), 0, 1)
     return save_scores(path, [r.id for r in records], scores, classes, targets)

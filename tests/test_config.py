@@ -14,7 +14,7 @@ from tinyaction.evaluate import EvalConfig, save_thresholds
 from tinyaction.models import r2plus1d_18, r2plus1d_tiny
 from tinyaction.train import TrainConfig
 
-from conftest import REPO_ROOT, run_module, run_papermill
+from conftest import REPO_ROOT, run_module, run_papermill, write_sample_scores
 
 
 def parameters_cell(notebook: str) -> dict:
@@ -31,7 +31,7 @@ def test_the_parameters_cell_is_the_config(notebook, config):
     assert parameters_cell(notebook) == defaults
 
 
-def non_default_training(root, out, weights) -> dict[str, tuple[str, object]]:
+def non_default_training(root, out, weights, teacher) -> dict[str, tuple[str, object]]:
     "For every TrainConfig field: (the text a user types, the value config.json must then hold), none a default."
     return {
         "data_dir": (str(root), str(root)), "out_dir": (str(out), str(out)), "arch": ("r2plus1d_18", "r2plus1d_18"),
@@ -43,6 +43,11 @@ def non_default_training(root, out, weights) -> dict[str, tuple[str, object]]:
         "val_clips": ("2", 2), "val_sampling": ("segments", "segments"), "skip_errors": ("yes", True),
         "cache": ("no", False), "freeze_bn": ("True", True), "sync_bn": ("0", False), "channels_last": ("off", False),
         "cudnn_benchmark": ("False", False), "torch_compile": ("on", True), "overwrite": ("yes", True),
+        "focal_alpha": ("0.5", 0.5), "focal_gamma": ("1", 1.0), "db_alpha": ("0.2", 0.2), "db_beta": ("5", 5.0),
+        "db_mu": ("0.3", 0.3), "db_kappa": ("0.1", 0.1), "db_neg_scale": ("3", 3.0),
+        "balance": ("repeat_factor", "repeat_factor"), "repeat_threshold": ("0.5", 0.5), "many_shot": ("8", 8),
+        "few_shot": ("2", 2), "teacher": (str(teacher), str(teacher)),
+        "distill_weight": ("0.5", 0.5), "distill_temperature": ("2", 2.0),
     }
 
 
@@ -51,6 +56,12 @@ def weights(tmp_path):
     path = tmp_path / "r2plus1d_18.pt"
     torch.save(r2plus1d_18(num_classes=10).state_dict(), path)
     return path
+
+
+@pytest.fixture
+def teacher(synthetic_root, tmp_path):
+    "A distillation teacher: scores of the training split."
+    return write_sample_scores(tmp_path / "teacher.npz", "train", root=synthetic_root)
 
 
 def assert_run_used(out, values):
@@ -65,8 +76,8 @@ def assert_run_used(out, values):
 
 
 @pytest.mark.slow
-def test_every_training_field_is_a_command_line_option(synthetic_root, tmp_path, weights):
-    values = non_default_training(synthetic_root, tmp_path / "cli", weights)
+def test_every_training_field_is_a_command_line_option(synthetic_root, tmp_path, weights, teacher):
+    values = non_default_training(synthetic_root, tmp_path / "cli", weights, teacher)
     assert set(values) == set(field_types(TrainConfig)), "a new field needs a value here"
     assert all(getattr(TrainConfig(), name) != value for name, (_, value) in values.items())
     run_module("tinyaction.train", *[arg for name, (text, _) in values.items() for arg in (f"--{name}", text)])
@@ -74,8 +85,8 @@ def test_every_training_field_is_a_command_line_option(synthetic_root, tmp_path,
 
 
 @pytest.mark.slow
-def test_every_training_field_is_a_papermill_parameter(synthetic_root, tmp_path, weights):
-    values = non_default_training(synthetic_root, tmp_path / "pm", weights)
+def test_every_training_field_is_a_papermill_parameter(synthetic_root, tmp_path, weights, teacher):
+    values = non_default_training(synthetic_root, tmp_path / "pm", weights, teacher)
     result = run_papermill("03_train.ipynb", tmp_path / "out.ipynb", *[(name, text) for name, (text, _) in values.items()])
     assert result.returncode == 0, result.stderr[-3000:]
     assert_run_used(tmp_path / "pm", values)

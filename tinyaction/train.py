@@ -27,6 +27,7 @@ from .balance import RepeatedClips, RepeatFactorSampler, class_counts, label_mat
 from .checkpoint import Checkpoint, read_checkpoint, restore
 from .config import ConfigError, coerce_fields, parse_config
 from .data import SAMPLING_MODES, TinyVirat, collate_clips, multi_hot
+from .distill import Distiller, load_teacher
 from .evaluate import multilabel_metrics, predict, resolve_device
 from .losses import AsymmetricLoss, DistributionBalancedLoss, FocalLoss
 from .models import AMP_MODES, autocast, clip_format, load_pretrained, to_fast_path, uses_bf16
@@ -73,6 +74,9 @@ class TrainConfig:
     db_neg_scale: float = 2.0  # DB loss: lambda, scale of the negatives' logits (their loss divided by it)
     balance: str = "none"  # training clips: "none" (each once per epoch) or "repeat_factor" (LVIS's, by the rarest label)
     repeat_threshold: float = 0.1  # repeat_factor's t: classes in fewer than this fraction of clips repeat sqrt(t / f) times
+    teacher: str | None = None  # distillation: a training checkpoint or a train-split scores.npz (03a_distill); None: none
+    distill_weight: float = 1.0  # weight of the teacher's soft-target term added to the task loss
+    distill_temperature: float = 1.0  # temperature of the soft targets (the term is scaled by its square)
     num_workers: int | str = "auto"  # loader processes per training process; "auto": the CPU cores it may use
     device: str = "auto"  # "auto" (CUDA when available), "cpu", "cuda", "cuda:1", ...
     amp: bool | str = "auto"  # bf16 autocast: "auto" (where native; CPUs validate in bf16 but train in fp32), True, False
@@ -112,11 +116,11 @@ class TrainConfig:
         for name in ("clip_len", "size", "epochs", "batch_size", "val_clips"):
             if getattr(self, name) < 1:
                 raise ConfigError(name, getattr(self, name), "an int >= 1")
-        for name in ("lr", "grad_clip", "db_neg_scale"):
+        for name in ("lr", "grad_clip", "db_neg_scale", "distill_temperature"):
             if not getattr(self, name) > 0:
                 raise ConfigError(name, getattr(self, name), "a number > 0")
         for name in ("weight_decay", "gamma_neg", "gamma_pos", "warmup_epochs", "focal_gamma", "db_alpha", "db_beta",
-                     "db_kappa", "many_shot", "few_shot"):
+                     "db_kappa", "many_shot", "few_shot", "distill_weight"):
             if not getattr(self, name) >= 0:
                 raise ConfigError(name, getattr(self, name), "a number >= 0")
         if not 0 <= self.margin < 1:
@@ -161,13 +165,16 @@ def build_scheduler(optimizer: torch.optim.Optimizer, warmup_steps: int, total_s
 
 # %% ../nbs/03_train.ipynb #4acf4c0c
 def train_step(model: nn.Module, clips: torch.Tensor, targets: torch.Tensor, criterion: nn.Module,
-               optimizer: torch.optim.Optimizer, normalize: nn.Module, amp: bool | str = "auto",
-               grad_clip: float = 5.0) -> torch.Tensor:
-    "One optimisation step on a uint8 batch already on the device; returns the loss, detached and not synchronised."
-    clips = normalize(clips.contiguous(memory_format=clip_format(model)))
+               optimizer: torch.optim.Optimizer, normalize: nn.Module, amp: bool | str = "auto", grad_clip: float = 5.0,
+               distill: Distiller | None = None, ids: Sequence[str] | None = None) -> torch.Tensor:
+    "One optimisation step on a uint8 batch already on the device (plus a teacher's term); returns the loss, detached."
+    inputs = normalize((distill.student_view(clips) if distill else clips).contiguous(memory_format=clip_format(model)))
     with autocast(clips.device, amp, training=True):
-        logits = model(clips)
-    loss = criterion(logits.float(), targets) / len(clips)
+        logits = model(inputs)
+    loss = criterion(logits.float(), targets)
+    if distill:
+        loss = loss + distill.loss(logits.float(), clips, list(ids))
+    loss = loss / len(clips)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
@@ -201,7 +208,7 @@ def freeze_batchnorm(model: nn.Module) -> nn.Module:
 
 def train_one_epoch(model: nn.Module, loader: DataLoader, criterion: nn.Module, optimizer: torch.optim.Optimizer,
                     scheduler, device: torch.device, amp: bool, grad_clip: float, epoch: int,
-                    freeze_bn: bool = False, normalize: nn.Module | None = None) -> dict:
+                    freeze_bn: bool = False, normalize: nn.Module | None = None, distill: Distiller | None = None) -> dict:
     "One pass over `loader`, clips normalised by `normalize` (default: the model's contract); returns mean loss and ids."
     model.train()
     if freeze_bn:
@@ -213,7 +220,7 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, criterion: nn.Module, 
             continue
         clips, targets, ids = batch
         clips, targets = clips.to(device, non_blocking=True), targets.to(device, non_blocking=True)
-        losses.append(train_step(model, clips, targets, criterion, optimizer, normalize, amp, grad_clip))
+        losses.append(train_step(model, clips, targets, criterion, optimizer, normalize, amp, grad_clip, distill, ids))
         batch_ids.append(list(ids))
         scheduler.step()
         if len(losses) - checked == FINITE_CHECK_EVERY:
@@ -319,6 +326,7 @@ class Run:
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LambdaLR
     criterion: nn.Module
+    distill: Distiller | None = None  # the teacher's term, when the run has a teacher
 
     @property
     def out(self) -> Path:
@@ -326,12 +334,12 @@ class Run:
         return Path(self.config.out_dir)
 
 # %% ../nbs/03_train.ipynb #a6dbea87
-def build_datasets(config: TrainConfig) -> tuple[TinyVirat, TinyVirat]:
-    "The training and validation splits of the configured dataset, cached in memory when asked."
+def build_datasets(config: TrainConfig, train_size: int | None = None) -> tuple[TinyVirat, TinyVirat]:
+    "The training (read at `train_size`, default `config.size`) and validation splits, cached in memory when asked."
     root = resolve_data_dir(config.data_dir)
-    common = dict(clip_len=config.clip_len, size=config.size, skip_errors=config.skip_errors, seed=config.seed)
-    train_set = TinyVirat(root, "train", sampling=config.sampling, **common)
-    val_set = TinyVirat(root, "val", classes=train_set.classes, sampling=config.val_sampling, **common)
+    common = dict(clip_len=config.clip_len, skip_errors=config.skip_errors, seed=config.seed)
+    train_set = TinyVirat(root, "train", sampling=config.sampling, size=train_size or config.size, **common)
+    val_set = TinyVirat(root, "val", classes=train_set.classes, sampling=config.val_sampling, size=config.size, **common)
     cache_if_asked((train_set, val_set), config.cache, loader_workers(train_set, config))
     return train_set, val_set
 
@@ -364,7 +372,8 @@ def build_run(config: TrainConfig) -> Run:
     "Everything a run of `config` needs, built in a reproducible order."
     torch.manual_seed(config.seed)
     rank, world, device = init_distributed(config.device)
-    train_set, val_set = build_datasets(config)
+    teacher = load_teacher(config.teacher, config.clip_len, device, config.amp) if config.teacher else None
+    train_set, val_set = build_datasets(config, max(config.size, teacher.size or 0) if teacher else None)
     check_splits(train_set, val_set, config.batch_size)
     model, net = build_network(config, len(train_set.classes), device, world)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay,
@@ -372,7 +381,9 @@ def build_run(config: TrainConfig) -> Run:
     steps_per_epoch = len(train_set) // config.batch_size
     scheduler = build_scheduler(optimizer, max(1, int(config.warmup_epochs * steps_per_epoch)), config.epochs * steps_per_epoch)
     criterion = build_loss(config, class_counts(train_set.records, train_set.classes), len(train_set)).to(device)
-    return Run(config, rank, world, device, train_set, val_set, model, net, optimizer, scheduler, criterion)
+    distill = Distiller(teacher.for_classes(train_set.classes, [r.id for r in train_set.records]), config.distill_weight,
+                        config.distill_temperature, config.size) if teacher else None
+    return Run(config, rank, world, device, train_set, val_set, model, net, optimizer, scheduler, criterion, distill)
 
 # %% ../nbs/03_train.ipynb #9587f8df
 def validate(run: Run) -> tuple[dict, int]:
@@ -394,7 +405,7 @@ def run_epoch(run: Run, epoch: int) -> tuple[dict, dict]:
     start = time.time()
     loader = epoch_loader(run.train_set, run.config, epoch, run.device, run.rank, run.world)
     stats = train_one_epoch(run.net, loader, run.criterion, run.optimizer, run.scheduler, run.device, run.config.amp,
-                            run.config.grad_clip, epoch, run.config.freeze_bn, contract_of(run.model).normalize())
+                            run.config.grad_clip, epoch, run.config.freeze_bn, contract_of(run.model).normalize(), run.distill)
     train_seconds = time.time() - start
     metrics, scored = validate(run)
     seen, loss = sum_across_ranks([len(stats["seen"]), stats["train_loss"]], run.world)
