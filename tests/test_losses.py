@@ -1,9 +1,10 @@
-"AsymmetricLoss against an independent float64 derivation, gradcheck, dtypes, saturation, special cases and the `clip` alias."
+"""AsymmetricLoss against an independent float64 derivation, gradcheck, dtypes, saturation, special cases and the `clip` alias;
+the focal and distribution-balanced losses against their papers' formulas."""
 import pytest
 import torch
 import torch.nn.functional as F
 
-from tinyaction.losses import AsymmetricLoss
+from tinyaction.losses import AsymmetricLoss, DistributionBalancedLoss, FocalLoss
 
 
 def asl_reference(x: torch.Tensor, y: torch.Tensor, gamma_neg, gamma_pos, m, eps=1e-8, detach=True) -> torch.Tensor:
@@ -148,3 +149,54 @@ def test_bad_arguments_are_clear_errors():
         AsymmetricLoss(gamma_neg=-1)
     with pytest.raises(ValueError, match=r"same shape, got \(2, 3\) and \(2, 4\)"):
         AsymmetricLoss()(torch.zeros(2, 3), torch.zeros(2, 4))
+
+
+# Long-tail losses (nbs/02_losses.ipynb): the focal loss and the distribution-balanced loss, against their papers' formulas.
+
+def test_focal_loss_is_lin_et_al_eq_5_by_hand():
+    # p = sigmoid(0) = 0.5 positive: 0.25 * 0.5^2 * ln 2; p = sigmoid(2) negative: 0.75 * p^2 * -ln(1 - p)
+    p = torch.sigmoid(torch.tensor(2.0, dtype=torch.float64))
+    by_hand = torch.tensor([[0.25 * 0.25 * torch.log(torch.tensor(2.0)).item(), 0.75 * p**2 * -torch.log(1 - p)]])
+    loss = FocalLoss(reduction="none")(torch.tensor([[0.0, 2.0]], dtype=torch.float64), torch.tensor([[1.0, 0.0]]))
+    torch.testing.assert_close(loss, by_hand.double())
+    logits, targets = sample(5)
+    assert torch.allclose(FocalLoss(alpha=-1, gamma=2)(logits, targets), AsymmetricLoss(2, 2, margin=0)(logits, targets),
+                          rtol=1e-5)
+    assert FocalLoss()(logits, targets).shape == ()  # summed, as ASL
+
+
+def db_reference(x: torch.Tensor, y: torch.Tensor, counts, n, alpha=0.1, beta=10.0, mu=0.2, kappa=0.05, lam=2.0, gamma=2.0,
+                 balance=2.0) -> torch.Tensor:
+    "The DB loss in float64, written from Wu et al. (2020) Eq. 3-7 and the authors' ResampleLoss, element by element."
+    out = torch.zeros(x.shape, dtype=torch.float64)
+    counts = [min(max(c, 1), n - 1) for c in counts]
+    for k in range(x.shape[0]):
+        labels = [c for c in range(x.shape[1]) if y[k, c] == 1]
+        instance = sum(1 / counts[c] for c in labels)
+        for c in range(x.shape[1]):
+            r = (1 / counts[c]) / instance
+            weight = alpha + 1 / (1 + torch.exp(torch.tensor(-beta * (r - mu), dtype=torch.float64)))
+            z = x[k, c].double() - kappa * torch.log(torch.tensor(n / counts[c] - 1, dtype=torch.float64)) / lam
+            if y[k, c] == 1:
+                bce = torch.log1p(torch.exp(-z))
+            else:
+                bce, weight = torch.log1p(torch.exp(lam * z)), weight / lam
+            out[k, c] = balance * (1 - torch.exp(-bce)) ** gamma * weight * bce
+    return out
+
+
+def test_distribution_balanced_loss_against_its_formula():
+    torch.manual_seed(3)
+    logits = torch.randn(6, 5, dtype=torch.float64) * 2
+    targets = (torch.rand(6, 5) < 0.4).double()
+    targets[:, 0] = 1  # every clip has a label (an unlabelled clip keeps weight 1, tested below)
+    counts, n = [300, 80, 12, 3, 0], 400
+    loss = DistributionBalancedLoss(counts, n, reduction="none")(logits, targets)
+    torch.testing.assert_close(loss, db_reference(logits, targets, counts, n))
+    # by hand (nbs/02_losses.ipynb): N = 4, counts (2, 1), logits (0, 0), targets (1, 0)
+    by_hand = DistributionBalancedLoss([2, 1], 4, reduction="none")(torch.zeros(1, 2), torch.tensor([[1.0, 0.0]]))
+    torch.testing.assert_close(by_hand, torch.tensor([[0.381115, 0.173245]]), atol=1e-6, rtol=0)
+    unlabelled = DistributionBalancedLoss([2, 1], 4).rebalance_weight(torch.zeros(1, 2))
+    torch.testing.assert_close(unlabelled, torch.ones(1, 2))
+    with pytest.raises(ValueError, match="num_clips >= 2"):
+        DistributionBalancedLoss([1], 1)
