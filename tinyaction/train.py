@@ -29,6 +29,7 @@ from .config import ConfigError, coerce_fields, parse_config
 from .data import SAMPLING_MODES, TinyVirat, collate_clips, multi_hot
 from .distill import Distiller, load_teacher
 from .evaluate import multilabel_metrics, predict, resolve_device
+from .logs import RunLogger
 from .losses import AsymmetricLoss, DistributionBalancedLoss, FocalLoss
 from .models import AMP_MODES, autocast, clip_format, load_pretrained, to_fast_path, uses_bf16
 from .synthetic import resolve_data_dir
@@ -208,27 +209,34 @@ def freeze_batchnorm(model: nn.Module) -> nn.Module:
 
 def train_one_epoch(model: nn.Module, loader: DataLoader, criterion: nn.Module, optimizer: torch.optim.Optimizer,
                     scheduler, device: torch.device, amp: bool, grad_clip: float, epoch: int,
-                    freeze_bn: bool = False, normalize: nn.Module | None = None, distill: Distiller | None = None) -> dict:
+                    freeze_bn: bool = False, normalize: nn.Module | None = None, distill: Distiller | None = None,
+                    logger: RunLogger | None = None) -> dict:
     "One pass over `loader`, clips normalised by `normalize` (default: the model's contract); returns mean loss and ids."
     model.train()
     if freeze_bn:
         freeze_batchnorm(model)
     normalize = (normalize or contract_of(model).normalize()).to(device)
-    losses, batch_ids, checked = [], [], 0
+    first_step = scheduler.last_epoch  # steps of the run so far: the step axis of its TensorBoard events
+    losses, lrs, batch_ids, checked = [], [], [], 0
     for batch in tqdm(loader, desc=f"epoch {epoch}", leave=False, mininterval=10):
         if batch is None:
             continue
         clips, targets, ids = batch
         clips, targets = clips.to(device, non_blocking=True), targets.to(device, non_blocking=True)
+        lrs.append(scheduler.get_last_lr()[0])
         losses.append(train_step(model, clips, targets, criterion, optimizer, normalize, amp, grad_clip, distill, ids))
         batch_ids.append(list(ids))
         scheduler.step()
         if len(losses) - checked == FINITE_CHECK_EVERY:
             check_finite(losses, batch_ids, checked, epoch)
+            if logger:
+                logger.log_steps(first_step + checked, losses[checked:], lrs[checked:])
             checked = len(losses)
     if not losses:
         return {"train_loss": 0.0, "seen": []}
     check_finite(losses, batch_ids, checked, epoch)
+    if logger:
+        logger.log_steps(first_step + checked, losses[checked:], lrs[checked:])
     return {"train_loss": torch.stack(losses).mean().item(), "seen": [i for ids in batch_ids for i in ids]}
 
 # %% ../nbs/03_train.ipynb #3a823783
@@ -400,12 +408,13 @@ def validate(run: Run) -> tuple[dict, int]:
     return multilabel_metrics(targets, scores, class_names=run.val_set.classes, shot_groups=groups), len(ids)
 
 # %% ../nbs/03_train.ipynb #aa8ff0ea
-def run_epoch(run: Run, epoch: int) -> tuple[dict, dict]:
-    "Train and validate epoch `epoch`; returns its row of history.jsonl and its full metrics."
+def run_epoch(run: Run, epoch: int, logger: RunLogger | None = None) -> tuple[dict, dict]:
+    "Train and validate epoch `epoch` (its steps logged to `logger`); returns its row of history.jsonl and its full metrics."
     start = time.time()
     loader = epoch_loader(run.train_set, run.config, epoch, run.device, run.rank, run.world)
     stats = train_one_epoch(run.net, loader, run.criterion, run.optimizer, run.scheduler, run.device, run.config.amp,
-                            run.config.grad_clip, epoch, run.config.freeze_bn, contract_of(run.model).normalize(), run.distill)
+                            run.config.grad_clip, epoch, run.config.freeze_bn, contract_of(run.model).normalize(), run.distill,
+                            logger)
     train_seconds = time.time() - start
     metrics, scored = validate(run)
     seen, loss = sum_across_ranks([len(stats["seen"]), stats["train_loss"]], run.world)
@@ -416,10 +425,12 @@ def run_epoch(run: Run, epoch: int) -> tuple[dict, dict]:
     return row, metrics
 
 
-def save_epoch(run: Run, row: dict, best_f1: float, best_epoch: int):
-    "Append the epoch's row to history.jsonl and write checkpoint_last.pt (and checkpoint_best.pt if it is the best)."
+def save_epoch(run: Run, row: dict, best_f1: float, best_epoch: int, logger: RunLogger | None = None):
+    "Append the epoch's row to history.jsonl (and `logger`) and write checkpoint_last.pt (and checkpoint_best.pt if best)."
     with (run.out / "history.jsonl").open("a") as f:
         f.write(json.dumps(row) + "\n")
+    if logger:
+        logger.log_epoch(run.scheduler.last_epoch - 1, {**row, "best_macro_f1": best_f1})
     print(f"epoch {row['epoch']}: loss {row['train_loss']:.4f}  val macro F1 {row['macro_f1']:.4f}  "
           f"micro F1 {row['micro_f1']:.4f}  ({row['seconds']} s)")
     checkpoint = Checkpoint(run.model.state_dict(), asdict(run.config), run.train_set.classes, row["epoch"],
@@ -550,18 +561,22 @@ def run_epochs(run: Run, stop_after_epochs: int | None = None) -> dict:
     start, best_f1, best_epoch = start_or_resume(run)
     end = run.config.epochs if stop_after_epochs is None else min(run.config.epochs, start + stop_after_epochs)
     metrics, started = None, time.time()
-    for epoch in range(start, end):
-        row, metrics = run_epoch(run, epoch)
-        if metrics["macro_f1"] > best_f1:
-            best_f1, best_epoch = metrics["macro_f1"], epoch
+    # only rank 0 writes events; a resumed run's logger drops the events of the steps it trains again
+    logger = RunLogger(run.out, asdict(run.config), first_step=run.scheduler.last_epoch) if run.rank == 0 else None
+    with logger or nullcontext():
+        for epoch in range(start, end):
+            row, metrics = run_epoch(run, epoch, logger)
+            if metrics["macro_f1"] > best_f1:
+                best_f1, best_epoch = metrics["macro_f1"], epoch
+            if run.rank == 0:
+                save_epoch(run, row, best_f1, best_epoch, logger)
+        metrics_path = run.out / "metrics.json"
+        if metrics is None:
+            return json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
+        final = {**metrics, "best_epoch": best_epoch, "best_macro_f1": best_f1, "train_seconds": round(time.time() - started, 1)}
         if run.rank == 0:
-            save_epoch(run, row, best_f1, best_epoch)
-    metrics_path = run.out / "metrics.json"
-    if metrics is None:
-        return json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
-    final = {**metrics, "best_epoch": best_epoch, "best_macro_f1": best_f1, "train_seconds": round(time.time() - started, 1)}
-    if run.rank == 0:
-        metrics_path.write_text(json.dumps(final, indent=1))
+            metrics_path.write_text(json.dumps(final, indent=1))
+            logger.log_classes(run.scheduler.last_epoch - 1, final["per_class"])
     return final
 
 
