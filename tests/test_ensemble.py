@@ -89,6 +89,9 @@ def test_an_ensemble_of_one_is_its_checkpoint(members, tmp_path):
     assert one.table == single.table and one.threshold_gain == single.threshold_gain
     assert (tmp_path / "one/thresholds.json").read_text() == (tmp_path / "single/thresholds.json").read_text()
     assert (single.epoch, one.epoch) == (0, [0])
+    saved = json.loads((tmp_path / "single/metrics.json").read_text())
+    assert {"many_shot_f1", "medium_shot_f1", "few_shot_f1"} <= set(saved), "shot groups from the training split's counts"
+    assert "shot F1" in single.table1()
 
 
 @pytest.mark.slow

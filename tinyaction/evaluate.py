@@ -20,9 +20,10 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
 
+from .balance import FEW_SHOT, MANY_SHOT, class_counts, shot_groups
 from .checkpoint import Checkpoint, load_checkpoint
 from .config import ConfigError, coerce_fields, parse_config
-from .data import SPLIT_FILES, TinyVirat, collate_clips, load_class_map, multi_hot
+from .data import SPLIT_FILES, TinyVirat, collate_clips, load_class_map, load_split, multi_hot
 from .models import AMP_MODES, autocast, clip_format
 from .synthetic import resolve_data_dir
 from .zoo import contract_of
@@ -32,7 +33,7 @@ __all__ = ['TTA_VIEWS', 'multilabel_metrics', 'tune_thresholds', 'cross_fit_pred
            'write_answer', 'read_answer', 'resolve_device', 'predict', 'tta_views', 'save_scores', 'load_scores',
            'output_order', 'evaluation_dataset', 'align_scores', 'average_scores', 'average_score_files',
            'resample_counts', 'resampled_macro', 'bootstrap_ci', 'paired_bootstrap', 'compare_score_files',
-           'EvalConfig', 'EvalReport', 'evaluate_checkpoint', 'main']
+           'EvalConfig', 'EvalReport', 'training_shot_groups', 'evaluate_checkpoint', 'main']
 
 # %% ../nbs/04_evaluate.ipynb #47a46bca
 def _safe_div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
@@ -427,7 +428,9 @@ class EvalReport:
         lines = [f"{'clips':>5}  {'F1 [95% CI]':<23}  {'precision [95% CI]':<23}  {'recall [95% CI]':<23}  {'s/video':>8}"]
         lines += [f"{k:>5}  " + "  ".join(_with_ci(m, f"macro_{name}") for name in ("f1", "precision", "recall"))
                   + f"  {self.seconds_per_video[k]:8.4f}" for k, m in self.table.items()]
-        return "\n".join(lines)
+        shots = [f"{group}-shot F1 {self.metrics[f'{group}_shot_f1']:.4f}" for group in ("many", "medium", "few")
+                 if self.metrics.get(f"{group}_shot_f1") is not None]
+        return "\n".join(lines + (["by training frequency: " + ", ".join(shots)] if shots else []))
 
     def summary(self) -> dict:
         "What metrics.json holds: the split, the checkpoint, the metrics, the threshold gain and the config."
@@ -443,6 +446,14 @@ class EvalReport:
         if "answer" in self.files:
             summary["answer"] = str(self.files["answer"])
         return summary
+
+# %% ../nbs/04_evaluate.ipynb #83d1ec0d
+def training_shot_groups(dataset: TinyVirat, checkpoint: Checkpoint) -> dict[str, list[int]] | None:
+    "Many/medium/few-shot classes of `dataset` by its training split's counts, at the run's thresholds; None without one."
+    if not (dataset.root / SPLIT_FILES["train"]).is_file():
+        return None
+    counts = class_counts(load_split(dataset.root, "train", classes=dataset.classes), dataset.classes)
+    return shot_groups(counts, checkpoint.config.get("many_shot", MANY_SHOT), checkpoint.config.get("few_shot", FEW_SHOT))
 
 # %% ../nbs/04_evaluate.ipynb #51e7450e
 def _threshold_gain(targets: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, dict[str, float], dict[str, list[float]]]:
@@ -485,7 +496,8 @@ def evaluate_checkpoint(config: EvalConfig) -> EvalReport:
     report = EvalReport(config, epochs[0] if isinstance(config.checkpoint, str) else epochs, classes, ids, scores, threshold,
                         seconds_per_video={k: run["seconds"] for k, run in runs.items()})
     if labelled:
-        report.table = {k: {**multilabel_metrics(targets, run["scores"], threshold, classes),
+        groups = training_shot_groups(datasets[0], members[0][1])
+        report.table = {k: {**multilabel_metrics(targets, run["scores"], threshold, classes, groups),
                             **bootstrap_ci(targets, run["scores"], threshold)} for k, run in runs.items()}
         tuned, report.threshold_gain, report.threshold_gain_ci = _threshold_gain(targets, scores)
         report.files["thresholds"] = save_thresholds(out / "thresholds.json", tuned, classes)
