@@ -44,7 +44,7 @@ __all__ = ['LOSSES', 'BALANCES', 'FINITE_CHECK_EVERY', 'CACHE_AUTO_BYTES', 'LOCK
            'read_resume_checkpoint', 'trim_history', 'start_or_resume', 'run_epochs', 'fit', 'main']
 
 # %% ../nbs/03_train.ipynb #1943cd3e
-# over 60 lines: 43 fields, each with its comment, and the checks of their values
+# over 60 lines: 46 fields, each with its comment, and the checks of their values
 LOSSES = ("asl", "bce", "focal", "db")
 BALANCES = ("none", "repeat_factor")
 
