@@ -27,6 +27,7 @@ def test_outputs_and_history(synthetic_root, tmp_path):
     assert [h["epoch"] for h in history] == [0, 1]
     assert json.loads((out / "metrics.json").read_text())["best_epoch"] == metrics["best_epoch"] in (0, 1)
     assert len(metrics["per_class"]) == 10
+    assert metrics["train_precision"] == "fp32", "CPU training stays fp32 under amp='auto' (oneDNN's bf16 conv3d gradients)"
     checkpoint = torch.load(out / "checkpoint_last.pt", weights_only=False)
     assert set(checkpoint) == {"model", "config", "classes", "epoch", "optimizer", "scheduler", "torch_rng", "best_f1",
                                "best_epoch", "metrics"}

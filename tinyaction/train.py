@@ -573,7 +573,8 @@ def run_epochs(run: Run, stop_after_epochs: int | None = None) -> dict:
         metrics_path = run.out / "metrics.json"
         if metrics is None:
             return json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
-        final = {**metrics, "best_epoch": best_epoch, "best_macro_f1": best_f1, "train_seconds": round(time.time() - started, 1)}
+        final = {**metrics, "best_epoch": best_epoch, "best_macro_f1": best_f1, "train_seconds": round(time.time() - started, 1),
+                 "train_precision": "bf16" if uses_bf16(run.device, run.config.amp, training=True) else "fp32"}
         if run.rank == 0:
             metrics_path.write_text(json.dumps(final, indent=1))
             logger.log_classes(run.scheduler.last_epoch - 1, final["per_class"])
