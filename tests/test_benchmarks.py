@@ -32,7 +32,10 @@ def test_training_benchmark_smoke(tmp_path):
                   "--repeats", "1", "--device", "cpu", "--peak_tflops", "1.0", "--out", str(out))
     report = json.loads(out.read_text())
     rows = {row["run"]: row for row in report["results"]}
-    assert set(rows) == {"torchvision_eager_fp32", "tinyaction"} and rows["torchvision_eager_fp32"]["ratio_to_baseline"] == 1.0
+    other = "tinyaction_fp32" if report["default_training_precision"] == "bf16" else "tinyaction_bf16"
+    assert set(rows) == {"torchvision_eager_fp32", "tinyaction", other}
+    assert rows["torchvision_eager_fp32"]["ratio_to_baseline"] == 1.0
+    assert isinstance(report["native_bf16"], bool) and "bf16" in report["device"]
     assert all(row["clips_per_s"] > 0 and 0 < row["mfu"] for row in rows.values())
     assert 9 < report["train_gflops_per_clip"] < 10.5  # R(2+1)D-34 at 4x32x32: 3 x 3.25 forward GFLOPs
     assert [t["goal"] for t in report["targets"]] == [2.0, 0.40]
@@ -44,7 +47,9 @@ def test_evaluation_benchmark_smoke(tmp_path):
     run_benchmark("bench_eval.py", "--videos", "3", "--batch_size", "2", "--clip_len", "4", "--size", "32", "--workers", "1",
                   "--repeats", "1", "--device", "cpu", "--out", str(out))
     report = json.loads(out.read_text())
-    assert [row["run"] for row in report["results"]] == ["baseline", "tinyaction", "tinyaction_model_only"]
+    other = "tinyaction_fp32" if report["default_precision"] == "bf16" else "tinyaction_bf16"
+    assert [row["run"] for row in report["results"]] == ["baseline", "tinyaction", other, "tinyaction_model_only"]
+    assert report["default_precision"] == ("bf16" if report["native_bf16"] else "fp32")
     assert all(row["videos_per_s"] > 0 for row in report["results"]) and report["num_clips"] == 5
 
 
