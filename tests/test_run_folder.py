@@ -53,7 +53,10 @@ def test_a_new_run_in_a_folder_holding_a_run_is_refused_unless_overwrite(synthet
     with pytest.raises(RunFolderError, match="holds a run .*resume='auto' continues it, overwrite=True replaces it"):
         fit(tiny_config(synthetic_root, finished, epochs=1))
     assert snapshot(finished) == before
+    old_events = set(finished.glob("events.out.tfevents.*"))
+    assert old_events
     fit(tiny_config(synthetic_root, finished, epochs=1, overwrite=True))
+    assert not old_events & set(finished.glob("events.out.tfevents.*")), "the replaced run's TensorBoard events are deleted"
     history = [json.loads(line) for line in (finished / "history.jsonl").read_text().splitlines()]
     assert [row["epoch"] for row in history] == [0]
     assert read_checkpoint(finished / "checkpoint_last.pt").config["epochs"] == 1

@@ -496,7 +496,7 @@ RUN_FILES = ("config.json", "history.jsonl", "metrics.json", "checkpoint_last.pt
 def claim_out_dir(config: TrainConfig, resuming: bool):
     "Refuse to start afresh in an out_dir that holds a run, unless `overwrite`, which deletes that run's files."
     out = Path(config.out_dir)
-    present = [name for name in RUN_FILES if (out / name).exists()]
+    present = [name for name in RUN_FILES if (out / name).exists()] + sorted(p.name for p in out.glob("events.out.tfevents.*"))
     if resuming or not present:
         return
     if not config.overwrite:
