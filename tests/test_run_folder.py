@@ -41,7 +41,7 @@ def test_a_bad_value_into_a_finished_run_changes_nothing(synthetic_root, finishe
 
 @pytest.mark.parametrize("name, value, allowed", [("epochs", -1, "an int >= 1"), ("lr", 0.0, "a number > 0"),
                                                    ("batch_size", 0, "an int >= 1"), ("sampling", "every", "one of"),
-                                                   ("loss", "focal", "one of"), ("val_clips", 0, "an int >= 1")])
+                                                   ("loss", "ldam", "one of"), ("val_clips", 0, "an int >= 1")])
 def test_out_of_range_values_are_refused_naming_the_parameter(synthetic_root, tmp_path, name, value, allowed):
     with pytest.raises(ConfigError, match=f"parameter '{name}': got {value!r}; expected {allowed}"):
         tiny_config(synthetic_root, tmp_path / "bad", **{name: value})

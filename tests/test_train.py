@@ -100,9 +100,9 @@ def test_train_notebook_runs_headlessly(synthetic_root, tmp_path):
 @pytest.mark.slow
 def test_a_bad_parameter_fails_the_notebook_before_anything_is_written(synthetic_root, tmp_path):
     result = run_papermill("03_train.ipynb", tmp_path / "out.ipynb", ("data_dir", synthetic_root),
-                           ("out_dir", tmp_path / "bad"), ("loss", "focal"), ("epochs", 1), ("size", 16), ("clip_len", 4))
+                           ("out_dir", tmp_path / "bad"), ("loss", "ldam"), ("epochs", 1), ("size", 16), ("clip_len", 4))
     assert result.returncode != 0
-    assert "parameter 'loss': got 'focal'; expected one of ['asl', 'bce']" in result.stderr + result.stdout
+    assert "parameter 'loss': got 'ldam'; expected one of ['asl', 'bce', 'focal', 'db']" in result.stderr + result.stdout
     assert not (tmp_path / "bad").exists()
 
 
