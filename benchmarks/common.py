@@ -96,7 +96,7 @@ class NaiveClips(Dataset):
 
 
 def target(name: str, value: float, goal: float, at_most: bool = False) -> dict:
-    "One of issue #6's H100 targets: `value` against `goal` (at least, or at most), and value / goal."
+    "A target of an issue: `value` against `goal` (at least, or at most), and value / goal."
     met = value <= goal if at_most else value >= goal
     return {"target": name, "value": round(value, 3), "goal": goal, "met": met, "value_over_goal": round(value / goal, 3)}
 

@@ -9,11 +9,14 @@ from tinyaction.models import (
     LoadReport,
     R2Plus1D,
     R2Plus1DStem,
+    TimePaddedConv3d,
     load_pretrained,
     mid_planes,
     r2plus1d_18,
     r2plus1d_34,
     r2plus1d_tiny,
+    time_padded,
+    to_fast_path,
     torchvision_r2plus1d_34,
 )
 from tinyaction.zoo import get_model
@@ -141,6 +144,42 @@ def test_bf16_autocast_and_channels_last_give_the_same_predictions():
     assert (mixed.float() - reference).abs().max() <= 0.05 * scale
     assert (mixed.float() > 0).eq(reference > 0).float().mean() >= 0.95
     assert torch.allclose(channels_last, reference, atol=1e-4, rtol=1e-4)
+
+
+def bf16_weight_grads_with_nans(conv: nn.Conv3d, frames: int, trials: int = 40) -> int:
+    "In how many of `trials` the bf16 weight gradient of `conv` over `frames`-frame inputs has NaNs."
+    torch.manual_seed(0)
+    conv = conv.to(torch.bfloat16)
+    hits = 0
+    for _ in range(trials):
+        y = conv(torch.randn(4, conv.in_channels, frames, 8, 8, dtype=torch.bfloat16))
+        hits += torch.isnan(torch.autograd.grad(y, conv.weight, torch.randn_like(y))[0]).any().item()
+    return hits
+
+
+@pytest.mark.parametrize("kernel, frames", [((3, 1, 1), 2), ((5, 1, 1), 3)])
+def test_bf16_weight_gradients_stay_finite_where_a_conv_sees_fewer_frames_than_its_kernel(kernel, frames):
+    # with nn.Conv3d, oneDNN's bf16 weight gradient had NaNs in 29 and 35 of these 40 calls on this machine
+    # (2 threads, AVX-512-BF16; nbs/01_models.ipynb shows it)
+    padding = tuple(k // 2 for k in kernel)
+    assert bf16_weight_grads_with_nans(TimePaddedConv3d(32, 32, kernel, padding=padding, bias=False), frames) == 0
+
+
+@pytest.mark.parametrize("name", ["r2plus1d_tiny", "r2plus1d_34", "r3d_18", "mc3_18", "s3d"])
+def test_the_fast_path_pads_time_itself_in_every_conv_that_pads_time(name):
+    model = to_fast_path(get_model(name, num_classes=5))
+    plain = [n for n, m in model.named_modules() if type(m).forward is nn.Conv3d.forward and m.padding[0]]
+    assert plain == [] and any(isinstance(m, TimePaddedConv3d) for m in model.modules())
+
+
+def test_time_padded_convs_compute_what_the_network_computed():
+    torch.manual_seed(0)
+    reference = tv.r3d_18(num_classes=5).eval()
+    padded = time_padded(tv.r3d_18(num_classes=5)).eval()
+    padded.load_state_dict(reference.state_dict())
+    x = torch.randn(2, 3, 4, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(padded(x), reference(x), atol=1e-5)
 
 
 @pytest.mark.slow

@@ -10,7 +10,7 @@ from tinyaction.checkpoint import read_checkpoint
 from tinyaction.config import ConfigError, make_config
 from tinyaction.data import ClipNormalize, TinyVirat, multi_hot
 from tinyaction.evaluate import multilabel_metrics, predict
-from tinyaction.models import r2plus1d_tiny, to_fast_path
+from tinyaction.models import native_bf16, r2plus1d_tiny, to_fast_path
 from tinyaction.synthetic import make_synthetic
 from tinyaction.train import NonFiniteLossError, TrainConfig, fit, train_one_epoch, train_step
 from tinyaction.zoo import get_model
@@ -27,17 +27,18 @@ def test_outputs_and_history(synthetic_root, tmp_path):
     assert [h["epoch"] for h in history] == [0, 1]
     assert json.loads((out / "metrics.json").read_text())["best_epoch"] == metrics["best_epoch"] in (0, 1)
     assert len(metrics["per_class"]) == 10
-    assert metrics["train_precision"] == "fp32", "CPU training stays fp32 under amp='auto' (oneDNN's bf16 conv3d gradients)"
+    assert metrics["train_precision"] == ("bf16" if native_bf16("cpu") else "fp32")
     checkpoint = torch.load(out / "checkpoint_last.pt", weights_only=False)
     assert set(checkpoint) == {"model", "config", "classes", "epoch", "optimizer", "scheduler", "torch_rng", "best_f1",
                                "best_epoch", "metrics"}
     assert checkpoint["metrics"] == history[-1] and checkpoint["config"] == json.loads((out / "config.json").read_text())
 
 
-def test_resume_gives_the_same_weights_as_an_uninterrupted_run(synthetic_root, tmp_path):
-    straight = tiny_config(synthetic_root, tmp_path / "straight")
+@pytest.mark.parametrize("amp", [False, True], ids=["fp32", "bf16"])
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(synthetic_root, tmp_path, amp):
+    straight = tiny_config(synthetic_root, tmp_path / "straight", amp=amp)
     fit(straight)
-    interrupted = tiny_config(synthetic_root, tmp_path / "interrupted")
+    interrupted = tiny_config(synthetic_root, tmp_path / "interrupted", amp=amp)
     fit(interrupted, stop_after_epochs=1)
     assert read_checkpoint(tmp_path / "interrupted/checkpoint_last.pt").epoch == 0
     fit(replace(interrupted, resume="auto"))

@@ -14,18 +14,39 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torchvision.models.video import resnet as tv
 
 # %% auto #0
-__all__ = ['AMP_MODES', 'HEAD_KEYS', 'mid_planes', 'Conv2Plus1D', 'BasicBlock', 'R2Plus1DStem', 'R2Plus1D', 'r2plus1d_18',
-           'r2plus1d_34', 'r2plus1d_tiny', 'torchvision_r2plus1d_34', 'count_flops', 'to_fast_path', 'clip_format',
-           'native_bf16', 'uses_bf16', 'autocast', 'read_state_dict', 'LoadReport', 'load_pretrained']
+__all__ = ['AMP_MODES', 'HEAD_KEYS', 'mid_planes', 'TimePaddedConv3d', 'time_padded', 'Conv2Plus1D', 'BasicBlock', 'R2Plus1DStem',
+           'R2Plus1D', 'r2plus1d_18', 'r2plus1d_34', 'r2plus1d_tiny', 'torchvision_r2plus1d_34', 'count_flops',
+           'to_fast_path', 'clip_format', 'native_bf16', 'uses_bf16', 'autocast', 'read_state_dict', 'LoadReport',
+           'load_pretrained']
 
 # %% ../nbs/01_models.ipynb #e5b7c9c2
 def mid_planes(in_planes: int, out_planes: int, t: int = 3, d: int = 3) -> int:
     "Intermediate channels M of a (2+1)D conv with the parameter count of a t x d x d 3D conv."
     return (in_planes * out_planes * t * d * d) // (in_planes * d * d + t * out_planes)
+
+# %% ../nbs/01_models.ipynb #73e75f2a
+class TimePaddedConv3d(nn.Conv3d):
+    "An `nn.Conv3d` that zero-pads time itself when the input has fewer frames than the kernel (see the bf16 section)."
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pad = self.padding[0]
+        if pad == 0 or x.shape[2] >= self.kernel_size[0]:
+            return super().forward(x)
+        return F.conv3d(F.pad(x, (0, 0, 0, 0, pad, pad)), self.weight, self.bias, self.stride, (0, *self.padding[1:]),
+                        self.dilation, self.groups)
+
+
+def time_padded(model: nn.Module) -> nn.Module:
+    "`model`, its 3D convs that pad time (with `nn.Conv3d`'s forward) made `TimePaddedConv3d`s in place: same values."
+    for m in model.modules():
+        if isinstance(m, nn.Conv3d) and type(m).forward is nn.Conv3d.forward and m.kernel_size[0] > 1 and m.padding[0]:
+            m.__class__ = TimePaddedConv3d
+    return model
 
 # %% ../nbs/01_models.ipynb #eaf1c2d3
 class Conv2Plus1D(nn.Sequential):
@@ -36,7 +57,7 @@ class Conv2Plus1D(nn.Sequential):
             nn.Conv3d(in_planes, mid_planes, (1, 3, 3), stride=(1, stride, stride), padding=(0, 1, 1), bias=False),
             nn.BatchNorm3d(mid_planes, eps=bn_eps),
             nn.ReLU(inplace=True),
-            nn.Conv3d(mid_planes, out_planes, (3, 1, 1), stride=(stride, 1, 1), padding=(1, 0, 0), bias=False),
+            TimePaddedConv3d(mid_planes, out_planes, (3, 1, 1), stride=(stride, 1, 1), padding=(1, 0, 0), bias=False),
         )
 
 # %% ../nbs/01_models.ipynb #af7b4a2b
@@ -70,7 +91,7 @@ class R2Plus1DStem(nn.Sequential):
             nn.Conv3d(3, mid_planes, (1, 7, 7), stride=(1, 2, 2), padding=(0, 3, 3), bias=False),
             nn.BatchNorm3d(mid_planes, eps=bn_eps),
             nn.ReLU(inplace=True),
-            nn.Conv3d(mid_planes, width, (3, 1, 1), stride=1, padding=(1, 0, 0), bias=False),
+            TimePaddedConv3d(mid_planes, width, (3, 1, 1), stride=1, padding=(1, 0, 0), bias=False),
             nn.BatchNorm3d(width, eps=bn_eps),
             nn.ReLU(inplace=True),
         )
@@ -175,8 +196,9 @@ def _to_meta(model: nn.Module) -> nn.Module:
 # %% ../nbs/01_models.ipynb #88e07d91
 def to_fast_path(model: nn.Module, device: str | torch.device = "cpu", channels_last: bool = True,
                  cudnn_benchmark: bool = True) -> nn.Module:
-    "`model` moved to `device`, in channels_last_3d if asked; cuDNN autotuning switched on when on CUDA and asked."
+    "`model` moved to `device`, in channels_last_3d if asked, `time_padded`; cuDNN autotuning on when on CUDA and asked."
     device = torch.device(device)
+    time_padded(model)
     model.to(device=device, memory_format=torch.channels_last_3d if channels_last else torch.contiguous_format)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = cudnn_benchmark
@@ -205,20 +227,17 @@ def native_bf16(device_type: str) -> bool:
     return False
 
 
-def uses_bf16(device: str | torch.device, amp: bool | str = "auto", training: bool = False) -> bool:
-    "Whether to autocast to bf16: always for amp=True, never for False; for 'auto' where native, but not to train on CPU."
+def uses_bf16(device: str | torch.device, amp: bool | str = "auto") -> bool:
+    "Whether to autocast to bf16: always for amp=True, never for False; for 'auto' where the device computes it natively."
     if amp not in AMP_MODES:
         raise ValueError(f"amp must be one of {list(AMP_MODES)}, got {amp!r}")
-    if amp != "auto":
-        return amp
-    kind = torch.device(device).type
-    return native_bf16(kind) and not (training and kind == "cpu")  # oneDNN's bf16 conv3d weight gradients: see above
+    return native_bf16(torch.device(device).type) if amp == "auto" else amp
 
 
-def autocast(device: str | torch.device, amp: bool | str = "auto", training: bool = False) -> torch.autocast:
-    "The autocast context for calling a model on `device` (to train it, if `training`): bf16 where `uses_bf16`."
+def autocast(device: str | torch.device, amp: bool | str = "auto") -> torch.autocast:
+    "The autocast context for calling a model on `device`: bf16 where `uses_bf16`."
     device = torch.device(device)
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=uses_bf16(device, amp, training))
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=uses_bf16(device, amp))
 
 # %% ../nbs/01_models.ipynb #c0201adf
 _WRAPPER_KEYS = ("state_dict", "model", "model_state_dict", "module")

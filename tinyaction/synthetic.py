@@ -38,7 +38,7 @@ SYNTHETIC_CLASSES = ("activity_standing", "activity_walking", "activity_running"
 # %% ../nbs/00b_synthetic.ipynb #d350306c
 def _coverage(dist: np.ndarray, radius: float) -> np.ndarray:
     "Antialiased coverage of pixels at `dist` from a shape of `radius`."
-    return np.clip(radius - dist + 0.5, 0.0, 1.0)
+    return np.minimum(np.maximum(radius - dist + 0.5, 0.0), 1.0)  # np.clip's own overhead is most of a small window
 
 
 class _Canvas:
@@ -48,12 +48,11 @@ class _Canvas:
         self.image = image
 
     def _window(self, cx: float, cy: float, radius: float) -> tuple[tuple[slice, slice], np.ndarray, np.ndarray]:
-        "Pixel slices and coordinate grids of the square of `radius` around (cx, cy), clipped to the frame."
+        "Pixel slices and coordinates (a row of xs, a column of ys) of the square of `radius` around (cx, cy), in the frame."
         h, w = self.image.shape[:2]
         y0, x0 = min(max(int(cy - radius), 0), h), min(max(int(cx - radius), 0), w)
         y1, x1 = min(max(int(cy + radius) + 2, y0), h), min(max(int(cx + radius) + 2, x0), w)
-        ys, xs = np.mgrid[y0:y1, x0:x1].astype(np.float32)
-        return (slice(y0, y1), slice(x0, x1)), xs, ys
+        return (slice(y0, y1), slice(x0, x1)), np.arange(x0, x1, dtype=np.float32), np.arange(y0, y1, dtype=np.float32)[:, None]
 
     def _blend(self, window: tuple[slice, slice], alpha: np.ndarray, color: np.ndarray):
         region = self.image[window]
@@ -64,7 +63,7 @@ class _Canvas:
         (px, py), (qx, qy) = p, q
         dx, dy = qx - px, qy - py
         window, xs, ys = self._window((px + qx) / 2, (py + qy) / 2, np.hypot(dx, dy) / 2 + width / 2 + 1)
-        t = np.clip(((xs - px) * dx + (ys - py) * dy) / max(dx * dx + dy * dy, 1e-6), 0, 1)
+        t = np.minimum(np.maximum(((xs - px) * dx + (ys - py) * dy) / max(dx * dx + dy * dy, 1e-6), 0), 1)
         self._blend(window, _coverage(np.hypot(xs - px - t * dx, ys - py - t * dy), width / 2), color)
 
     def box(self, center: tuple, length: float, width: float, angle: float, color: np.ndarray):
@@ -348,7 +347,10 @@ def _render_scene(rng: np.random.Generator, anchor: int | None = None) -> tuple[
         canvas = _Canvas(scene.background * rng.uniform(*FLICKER))
         for actor in scene.actors:
             actor.draw(canvas, t, scale)
-        frames[t] = np.clip(canvas.image + scene.noise * rng.standard_normal(canvas.image.shape, dtype=np.float32), 0, 255)
+        noisy = rng.standard_normal(canvas.image.shape, dtype=np.float32)
+        noisy *= scene.noise
+        noisy += canvas.image
+        frames[t] = np.clip(noisy, 0, 255, out=noisy)
     return frames, scene.labels
 
 # %% ../nbs/00b_synthetic.ipynb #679fbca3

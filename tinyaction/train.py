@@ -80,7 +80,7 @@ class TrainConfig:
     distill_temperature: float = 1.0  # temperature of the soft targets (the term is scaled by its square)
     num_workers: int | str = "auto"  # loader processes per training process; "auto": the CPU cores it may use
     device: str = "auto"  # "auto" (CUDA when available), "cpu", "cuda", "cuda:1", ...
-    amp: bool | str = "auto"  # bf16 autocast: "auto" (where native; CPUs validate in bf16 but train in fp32), True, False
+    amp: bool | str = "auto"  # bf16 autocast: "auto" (where the device computes bf16 natively), True, False
     seed: int = 0  # seeds the initialisation, the order of each epoch and every frame draw
     resume: str | None = None  # a checkpoint path, "auto" (out_dir/checkpoint_last.pt when there is one), or None
     warmup_epochs: float = 1.0  # length of the linear warmup, in epochs
@@ -170,7 +170,7 @@ def train_step(model: nn.Module, clips: torch.Tensor, targets: torch.Tensor, cri
                distill: Distiller | None = None, ids: Sequence[str] | None = None) -> torch.Tensor:
     "One optimisation step on a uint8 batch already on the device (plus a teacher's term); returns the loss, detached."
     inputs = normalize((distill.student_view(clips) if distill else clips).contiguous(memory_format=clip_format(model)))
-    with autocast(clips.device, amp, training=True):
+    with autocast(clips.device, amp):
         logits = model(inputs)
     loss = criterion(logits.float(), targets)
     if distill:
@@ -358,7 +358,7 @@ def build_network(config: TrainConfig, num_classes: int, device: torch.device, w
     if config.pretrained:
         print(load_pretrained(model, config.pretrained))
     to_fast_path(model, device, config.channels_last, config.cudnn_benchmark)
-    precision = "bf16 autocast" if uses_bf16(device, config.amp, training=True) else "fp32"
+    precision = "bf16 autocast" if uses_bf16(device, config.amp) else "fp32"
     print(f"{config.arch} on {device}, training in {precision} (amp={config.amp!r})")
     if world > 1 and config.sync_bn and device.type == "cuda":
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
@@ -574,7 +574,7 @@ def run_epochs(run: Run, stop_after_epochs: int | None = None) -> dict:
         if metrics is None:
             return json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
         final = {**metrics, "best_epoch": best_epoch, "best_macro_f1": best_f1, "train_seconds": round(time.time() - started, 1),
-                 "train_precision": "bf16" if uses_bf16(run.device, run.config.amp, training=True) else "fp32"}
+                 "train_precision": "bf16" if uses_bf16(run.device, run.config.amp) else "fp32"}
         if run.rank == 0:
             metrics_path.write_text(json.dumps(final, indent=1))
             logger.log_classes(run.scheduler.last_epoch - 1, final["per_class"])
