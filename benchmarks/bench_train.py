@@ -5,7 +5,7 @@ same weights, trained on the same uint8
 batch already on the device with the seed's loss (ASL), AdamW and gradient clipping, one
 `tinyaction.train.train_step` per step:
 - tinyaction: `to_fast_path` (channels_last_3d, cuDNN autotuning), the default precision (`amp="auto"`:
-  bf16 autocast where the device computes bf16 natively, CUDA or CPU) and fused AdamW on CUDA; beside
+  bf16 autocast where the device computes bf16 natively, CUDA or CPU) and fused AdamW; beside
   it the same fast path in the other precision (tinyaction_bf16 or tinyaction_fp32); with --compile,
   also the default under torch.compile;
 - baseline: the same network from torchvision's code (`torchvision_r2plus1d_34` for R(2+1)D-34),
@@ -42,7 +42,7 @@ class Trainer:
     def __init__(self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor], fast: bool, device: torch.device,
                  normalize: nn.Module, amp: bool | str = "auto"):
         self.model, self.batch, self.fast, self.amp = model.train(), batch, fast, amp if fast else False
-        self.optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=fast and device.type == "cuda")
+        self.optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=fast)
         self.criterion, self.normalize = AsymmetricLoss(), normalize.to(device)
 
     def steps(self, n: int) -> int:

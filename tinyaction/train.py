@@ -36,12 +36,12 @@ from .synthetic import resolve_data_dir
 from .zoo import contract_of, get_model, list_models, model_info
 
 # %% auto #0
-__all__ = ['LOSSES', 'BALANCES', 'FINITE_CHECK_EVERY', 'CACHE_AUTO_BYTES', 'LOCK_FILE', 'RUN_FILES', 'TrainConfig', 'build_loss',
-           'build_scheduler', 'train_step', 'NonFiniteLossError', 'check_finite', 'freeze_batchnorm', 'train_one_epoch',
-           'auto_workers', 'loader_workers', 'epoch_loader', 'cache_if_asked', 'init_distributed', 'gather_predictions',
-           'sum_across_ranks', 'Run', 'build_datasets', 'build_network', 'check_splits', 'build_run', 'validate',
-           'run_epoch', 'save_epoch', 'RunFolderError', 'run_lock', 'claim_out_dir', 'resume_path',
-           'read_resume_checkpoint', 'trim_history', 'start_or_resume', 'run_epochs', 'fit', 'main']
+__all__ = ['LOSSES', 'BALANCES', 'FINITE_CHECK_EVERY', 'CACHE_AUTO_BYTES', 'FUSED_ADAMW', 'LOCK_FILE', 'RUN_FILES', 'TrainConfig',
+           'build_loss', 'build_scheduler', 'train_step', 'NonFiniteLossError', 'check_finite', 'freeze_batchnorm',
+           'train_one_epoch', 'auto_workers', 'loader_workers', 'epoch_loader', 'cache_if_asked', 'init_distributed',
+           'gather_predictions', 'sum_across_ranks', 'Run', 'build_datasets', 'build_network', 'check_splits',
+           'build_run', 'validate', 'run_epoch', 'save_epoch', 'RunFolderError', 'run_lock', 'claim_out_dir',
+           'resume_path', 'read_resume_checkpoint', 'trim_history', 'start_or_resume', 'run_epochs', 'fit', 'main']
 
 # %% ../nbs/03_train.ipynb #1943cd3e
 # over 60 lines: 46 fields, each with its comment, and the checks of their values
@@ -376,6 +376,9 @@ def check_splits(train_set: TinyVirat, val_set: TinyVirat, batch_size: int):
         raise ValueError(f"the val split of {val_set.root} has no clips: nothing to validate on")
 
 
+FUSED_ADAMW = ("cuda", "cpu")  # devices with PyTorch's fused AdamW: one kernel for all parameters (4x faster here on CPU)
+
+
 def build_run(config: TrainConfig) -> Run:
     "Everything a run of `config` needs, built in a reproducible order."
     torch.manual_seed(config.seed)
@@ -385,7 +388,7 @@ def build_run(config: TrainConfig) -> Run:
     check_splits(train_set, val_set, config.batch_size)
     model, net = build_network(config, len(train_set.classes), device, world)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay,
-                                  fused=device.type == "cuda")
+                                  fused=device.type in FUSED_ADAMW)
     steps_per_epoch = len(train_set) // config.batch_size
     scheduler = build_scheduler(optimizer, max(1, int(config.warmup_epochs * steps_per_epoch)), config.epochs * steps_per_epoch)
     criterion = build_loss(config, class_counts(train_set.records, train_set.classes), len(train_set)).to(device)
