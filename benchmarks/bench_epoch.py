@@ -2,7 +2,8 @@
 
 Estimate: an epoch runs at the pace of the slower of the model (bench_train.py, clips/s) and the
 loader (bench_data.py, clips/s at its best worker count), so its time is 16,950 clips / min(both);
-the baseline's estimate pairs torchvision eager fp32 with the naive loader.
+the baseline's estimate pairs torchvision eager fp32 with the naive loader, and the fast path in its
+other precision (bench_train.py's tinyaction_fp32 or tinyaction_bf16 row) gets its estimate beside the default.
 Measured (--measure): `tinyaction.train.fit` on a synthetic TinyVIRAT-shaped training split of
 --clips clips (16,950 by default), decoding from disk (no cache), loader workers "auto", R(2+1)D-34
 at 16x112x112, ASL, random frames; the last epoch's training time (validation excluded) is reported,
@@ -35,10 +36,12 @@ def estimate(train: dict, data: dict) -> dict:
     loader_ref = max(row["reference_clips_per_s"] for row in data["results"])
     ours = min(model["tinyaction"], loader_ours)
     baseline = min(model["torchvision_eager_fp32"], loader_ref)
+    other = {f"{name}_epoch_s": round(TINYVIRAT_TRAIN_CLIPS / min(rate, loader_ours), 1) for name, rate in model.items()
+             if name in ("tinyaction_fp32", "tinyaction_bf16")}
     return {"model_clips_per_s": model["tinyaction"], "loader_clips_per_s": loader_ours,
             "loader_to_model_ratio": round(loader_ours / model["tinyaction"], 2),
             "bound_by": "loader" if loader_ours < model["tinyaction"] else "model",
-            "tinyaction_epoch_s": round(TINYVIRAT_TRAIN_CLIPS / ours, 1),
+            "tinyaction_epoch_s": round(TINYVIRAT_TRAIN_CLIPS / ours, 1), **other,
             "baseline_epoch_s": round(TINYVIRAT_TRAIN_CLIPS / baseline, 1), "ratio_to_baseline": round(ours / baseline, 2),
             "train_device": train["device"], "data_device": data["device"]}
 
