@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from importlib.resources import files
@@ -444,6 +445,7 @@ def make_synthetic(root: PathLike,  # folder to write into; a finished dataset t
     ids_rng = np.random.default_rng([seed, 99])
     workers = workers or min(os.cpu_count() or 1, 8)
     anchors = _long_tail_anchors(seed, n_train, imbalance) if imbalance != 1 else [None] * n_train
+    start = time.time()
     with ProcessPoolExecutor(workers) as pool:
         for split, n in (("train", n_train), ("val", n_val), ("test", n_test)):
             tasks = [(seed, split, i, clip_id, str(root), anchors[i] if split == "train" else None)
@@ -451,6 +453,8 @@ def make_synthetic(root: PathLike,  # folder to write into; a finished dataset t
             records = list(pool.map(_make_clip, tasks, chunksize=8))
             (root / SPLIT_FILES[split]).write_text(json.dumps(records))
     stamp.write_text(json.dumps(params))
+    clips = n_train + n_val + n_test
+    print(f"made the synthetic dataset in {root}: {clips} clips in {time.time() - start:.0f} s ({workers} processes)")
     return root
 
 # %% ../nbs/00b_synthetic.ipynb #78138e28
