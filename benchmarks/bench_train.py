@@ -22,6 +22,7 @@ multiply-add of convs and matmuls) / the device's dense bf16 peak.
     python benchmarks/bench_train.py --arch swin3d_t --batch_size 8                    # at its contract, 32x224x224
 """
 import argparse
+import time
 from pathlib import Path
 
 import torch
@@ -33,7 +34,17 @@ from tinyaction.models import count_flops, native_bf16, to_fast_path, uses_bf16
 from tinyaction.train import train_step
 from tinyaction.zoo import contract_of, model_info
 
-from common import RESULTS, bf16_peak_tflops, device_name, interleaved_rates, reference, target, twin_networks, write_report
+from common import (
+    RESULTS,
+    bf16_peak_tflops,
+    device_name,
+    interleaved_rates,
+    reference,
+    synchronize,
+    target,
+    twin_networks,
+    write_report,
+)
 
 
 class Trainer:
@@ -91,15 +102,24 @@ def main():
     contract.check(args.arch, args.clip_len, args.size)
     device = resolve_device(args.device)
     runs = build_runs(args, device)
-    for trainer in runs.values():
+    warmup = {}
+    for name, trainer in runs.items():  # the compiled run compiles here: its warm-up minus the eager one's is the cost
+        synchronize(device)
+        start = time.perf_counter()
         trainer.steps(args.warmup)
+        synchronize(device)
+        warmup[name] = round(time.perf_counter() - start, 2)
     rates = interleaved_rates({name: lambda t=t: t.steps(args.steps) for name, t in runs.items()}, args.repeats, device)
     flops = count_flops(runs["tinyaction"].model, (1, 3, args.clip_len, args.size, args.size), backward=True)
     peak = bf16_peak_tflops(device, args.peak_tflops)
     base = rates["torchvision_eager_fp32"]
     rows = [{"run": name, "clips_per_s": round(rate, 2), "ratio_to_baseline": round(rate / base, 2),
-             "tflops": round(rate * flops / 1e12, 3), "mfu": round(rate * flops / 1e12 / peak, 3) if peak else None}
-            for name, rate in rates.items()]
+             "tflops": round(rate * flops / 1e12, 3), "mfu": round(rate * flops / 1e12 / peak, 3) if peak else None,
+             "warmup_s": warmup[name]} for name, rate in rates.items()]
+    if args.compile:  # steps after which compiling has paid for itself (None: compiled steps are not faster)
+        saved = args.batch_size / rates["tinyaction"] - args.batch_size / rates["tinyaction_compiled"]
+        cost = warmup["tinyaction_compiled"] - warmup["tinyaction"]
+        rows[-1]["compile_s"], rows[-1]["pays_back_after_steps"] = round(cost, 1), round(cost / saved) if saved > 0 else None
     for row in rows:
         print(f"{row['run']:<24} {row['clips_per_s']:>9.2f} clips/s  x{row['ratio_to_baseline']:.2f}  "
               f"{row['tflops']:.2f} TFLOP/s  MFU {row['mfu']}")

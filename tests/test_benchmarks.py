@@ -38,6 +38,7 @@ def test_training_benchmark_smoke(tmp_path):
     assert isinstance(report["native_bf16"], bool) and "bf16" in report["device"]
     assert all(row["clips_per_s"] > 0 and 0 < row["mfu"] for row in rows.values())
     assert 9 < report["train_gflops_per_clip"] < 10.5  # R(2+1)D-34 at 4x32x32: 3 x 3.25 forward GFLOPs
+    assert all(row["warmup_s"] > 0 for row in rows.values())
     assert [t["goal"] for t in report["targets"]] == [3.0, 0.40]  # issue #16's CPU goal; the H100's is 2.0
 
 
