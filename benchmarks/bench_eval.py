@@ -8,7 +8,8 @@ through DataLoaders with the same workers:
   autocast where the device computes bf16 natively, CUDA or AVX-512-BF16/AMX CPUs), and beside it the same
   in the other precision (tinyaction_fp32 or tinyaction_bf16);
 - baseline: `common.NaiveClips` (PyAV decodes every frame, PIL resizes frame by frame) and
-  the network from torchvision's code in eager fp32.
+  the network from torchvision's code in eager fp32;
+- with --compile, also tinyaction's `predict` with the model under torch.compile (its compile time apart).
 "model only" times tinyaction's forward passes alone on a batch already on the device: the bound the
 loader would have to reach. Runs alternate --repeats times; medians are reported.
 
@@ -16,6 +17,7 @@ loader would have to reach. Runs alternate --repeats times; medians are reported
     python benchmarks/bench_eval.py --videos 4 --batch_size 2 --clip_len 4 --size 32 --workers 0 --repeats 1 --out /tmp/e.json
 """
 import argparse
+import time
 from pathlib import Path
 
 import torch
@@ -38,6 +40,7 @@ def naive_scores(model: torch.nn.Module, dataset: NaiveClips, batch_size: int, w
     normalize, videos = normalize.to(device), 0
     for clips, _, _ in DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate_clips):
         clips = clips.to(device)
+        clips = clips.unsqueeze(1) if clips.dim() == 5 else clips  # one clip per video comes without the clip axis
         torch.sigmoid(model(normalize(clips.flatten(0, 1)))).unflatten(0, clips.shape[:2]).mean(1).cpu()
         videos += len(clips)
     return videos
@@ -64,6 +67,7 @@ def main():
     parser.add_argument("--workers", type=int, default=None, help="loader processes (default: every usable core)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--compile", action="store_true", help="also time predict with the model under torch.compile")
     parser.add_argument("--out", type=Path, default=RESULTS / "eval_throughput.json")
     args = parser.parse_args()
     contract = model_info(args.arch).contract
@@ -81,16 +85,27 @@ def main():
     model_only(ours, batch, 1)
     other, other_name = (False, "tinyaction_fp32") if uses_bf16(device) else (True, "tinyaction_bf16")
 
-    def ours_scores(amp: bool | str) -> int:
-        return len(predict(ours, dataset, args.num_clips, batch_size=args.batch_size, num_workers=workers, device=device,
+    def ours_scores(amp: bool | str, model: torch.nn.Module = ours) -> int:
+        return len(predict(model, dataset, args.num_clips, batch_size=args.batch_size, num_workers=workers, device=device,
                            progress=False, amp=amp)[0])
 
     runs = {"baseline": lambda: naive_scores(baseline, naive, args.batch_size, workers, device, contract.normalize()),
             "tinyaction": lambda: ours_scores("auto"), other_name: lambda: ours_scores(other),
             "tinyaction_model_only": lambda: model_only(ours, batch, max(1, args.videos // args.batch_size))}
+    compile_s = None
+    if args.compile:
+        compiled = torch.compile(ours)
+        start = time.perf_counter()
+        ours_scores("auto", compiled)  # compiles for the full batches and for the last, smaller one
+        compile_s = time.perf_counter() - start
+        runs["tinyaction_compiled"] = lambda: ours_scores("auto", compiled)
     rates = interleaved_rates(runs, args.repeats, device)
     rows = [{"run": name, "videos_per_s": round(rate, 2), "ratio_to_baseline": round(rate / rates["baseline"], 2),
              "seconds_for_all": round(args.videos / rate, 1)} for name, rate in rates.items()]
+    if compile_s is not None:
+        cost = compile_s - args.videos / rates["tinyaction_compiled"]  # the first pass less a compiled pass
+        saved = args.videos / rates["tinyaction"] - args.videos / rates["tinyaction_compiled"]
+        rows[-1]["compile_s"], rows[-1]["pays_back_after_passes"] = round(cost, 1), round(cost / saved, 1) if saved > 0 else None
     for row in rows:
         print(f"{row['run']:<22} {row['videos_per_s']:>9.2f} videos/s  x{row['ratio_to_baseline']:.2f}")
     targets = [target("seconds for 6,097 videos <= 10", 6097 / rates["tinyaction"], 10, at_most=True)]  # issue #6 (H100)

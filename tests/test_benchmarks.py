@@ -87,3 +87,16 @@ def test_benchmarks_take_any_model_of_the_zoo(tmp_path, script):
     report = json.loads(out.read_text())
     assert report["model"] == "r3d_18" and report["baseline"].startswith(("torchvision r3d_18", "PyAV decode"))
     assert "r3d_18" in report["baseline"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script", ["bench_train.py", "bench_eval.py"])
+def test_benchmarks_time_a_compiled_run_and_its_cost(tmp_path, script):
+    out = tmp_path / "compiled.json"
+    extra = ["--steps", "2", "--warmup", "1"] if script == "bench_train.py" else ["--videos", "3", "--workers", "0",
+                                                                               "--num_clips", "1"]
+    run_benchmark(script, "--arch", "r2plus1d_tiny", "--batch_size", "2", "--clip_len", "8", "--size", "32", "--repeats", "1",
+                  "--device", "cpu", "--compile", "--out", str(out), *extra)
+    compiled = json.loads(out.read_text())["results"][-1]
+    payback = "pays_back_after_steps" if script == "bench_train.py" else "pays_back_after_passes"
+    assert compiled["run"] == "tinyaction_compiled" and compiled["compile_s"] > 0 and payback in compiled
