@@ -58,7 +58,7 @@ class TrainConfig:
     pretrained: str | None = None  # a local weights file (e.g. an IG65M r2plus1d_34 .pth), or None
     clip_len: int | None = None  # frames per clip; None: the frames of the model's input contract
     size: int | None = None  # frames are resized to size x size; None: the side of the model's input contract
-    epochs: int = 20  # passes over the training split
+    epochs: int = 24  # passes over the training split
     batch_size: int = 16  # the global batch, shared by the processes under torchrun
     lr: float = 3e-3  # AdamW's peak learning rate
     weight_decay: float = 0.05  # AdamW's decoupled weight decay
