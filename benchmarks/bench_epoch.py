@@ -20,7 +20,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from tinyaction.evaluate import resolve_device
+from tinyaction.inference import resolve_device
 from tinyaction.synthetic import default_data_root, make_synthetic
 from tinyaction.train import TrainConfig, fit
 

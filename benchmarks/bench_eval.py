@@ -24,10 +24,10 @@ import torch
 from torch.utils.data import DataLoader
 
 from tinyaction.data import TinyVirat, collate_clips
-from tinyaction.evaluate import predict, resolve_device
+from tinyaction.inference import predict, resolve_device
+from tinyaction.loaders import auto_workers
 from tinyaction.models import autocast, clip_format, native_bf16, to_fast_path, uses_bf16
 from tinyaction.synthetic import default_data_root, make_synthetic
-from tinyaction.train import auto_workers
 from tinyaction.zoo import contract_of, model_info
 
 from common import RESULTS, NaiveClips, device_name, interleaved_rates, reference, target, twin_networks, write_report

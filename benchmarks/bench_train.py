@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from tinyaction.evaluate import resolve_device
+from tinyaction.inference import resolve_device
 from tinyaction.losses import AsymmetricLoss
 from tinyaction.models import count_flops, native_bf16, to_fast_path, uses_bf16
 from tinyaction.train import train_step

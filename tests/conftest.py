@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from tinyaction.data import SPLIT_FILES, load_class_map, load_split, multi_hot
-from tinyaction.evaluate import save_scores
+from tinyaction.metrics import save_scores
 from tinyaction.synthetic import make_synthetic
 from tinyaction.train import TrainConfig
 

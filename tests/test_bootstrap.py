@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import precision_recall_fscore_support
 
-from tinyaction.evaluate import (
+from tinyaction.metrics import (
     bootstrap_ci,
     compare_score_files,
     load_scores,

@@ -10,7 +10,8 @@ import torch
 from tinyaction.checkpoint import Checkpoint
 from tinyaction.config import ConfigError, field_types, parse_config
 from tinyaction.data import load_class_map
-from tinyaction.evaluate import EvalConfig, save_thresholds
+from tinyaction.evaluate import EvalConfig
+from tinyaction.metrics import save_thresholds
 from tinyaction.models import r2plus1d_18, r2plus1d_tiny
 from tinyaction.train import TrainConfig
 

@@ -4,7 +4,7 @@ import torch
 
 from tinyaction.checkpoint import load_checkpoint
 from tinyaction.data import ClipNormalize, TinyVirat
-from tinyaction.evaluate import predict
+from tinyaction.inference import predict
 from tinyaction.models import r2plus1d_tiny, to_fast_path
 from tinyaction.train import fit, train_step
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from tinyaction.checkpoint import read_checkpoint
-from tinyaction.evaluate import load_scores, save_scores
+from tinyaction.metrics import load_scores, save_scores
 from tinyaction.train import build_run, fit
 
 from conftest import run_papermill, tiny_config, write_sample_scores

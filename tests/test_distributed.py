@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from tinyaction.checkpoint import load_checkpoint
-from tinyaction.evaluate import evaluation_dataset, predict
+from tinyaction.evaluate import evaluation_dataset
+from tinyaction.inference import predict
 from tinyaction.train import fit
 
 from conftest import REPO_ROOT, tiny_config

@@ -11,17 +11,9 @@ from torch import nn
 from tinyaction.checkpoint import load_checkpoint
 from tinyaction.config import ConfigError, parse_config
 from tinyaction.data import TinyVirat
-from tinyaction.evaluate import (
-    EvalConfig,
-    align_scores,
-    average_score_files,
-    bootstrap_ci,
-    evaluate_checkpoint,
-    evaluation_dataset,
-    load_scores,
-    predict,
-    save_scores,
-)
+from tinyaction.evaluate import EvalConfig, evaluate_checkpoint, evaluation_dataset
+from tinyaction.inference import predict
+from tinyaction.metrics import align_scores, average_score_files, bootstrap_ci, load_scores, save_scores
 from tinyaction.train import fit
 from tinyaction.zoo import contract_of, get_model
 

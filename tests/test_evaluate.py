@@ -5,7 +5,9 @@ import torch
 from sklearn.metrics import f1_score, precision_recall_fscore_support
 
 from tinyaction.data import TinyVirat
-from tinyaction.evaluate import multilabel_metrics, predict, read_answer, tune_thresholds, write_answer
+from tinyaction.evaluate import read_answer, write_answer
+from tinyaction.inference import predict
+from tinyaction.metrics import multilabel_metrics, tune_thresholds
 from tinyaction.zoo import get_model
 
 

@@ -9,16 +9,9 @@ import torch
 
 from tinyaction.checkpoint import load_checkpoint
 from tinyaction.data import load_split, multi_hot
-from tinyaction.evaluate import (
-    EvalConfig,
-    evaluate_checkpoint,
-    evaluation_dataset,
-    load_scores,
-    load_thresholds,
-    predict,
-    read_answer,
-    save_thresholds,
-)
+from tinyaction.evaluate import EvalConfig, evaluate_checkpoint, evaluation_dataset, read_answer
+from tinyaction.inference import predict
+from tinyaction.metrics import load_scores, load_thresholds, save_thresholds
 from tinyaction.train import fit
 
 from conftest import copy_dataset, run_papermill, tiny_config

@@ -13,7 +13,9 @@ import pytest
 from tinyaction.checkpoint import read_checkpoint
 from tinyaction.config import ConfigError
 from tinyaction.data import TinyVirat
-from tinyaction.train import RunFolderError, cache_if_asked, fit
+from tinyaction.loaders import cache_splits
+from tinyaction.run_folder import RunFolderError
+from tinyaction.train import fit
 
 from conftest import REPO_ROOT, copy_dataset, rewrite_split, run_module, tiny_config
 
@@ -145,5 +147,5 @@ def test_replace_keeps_the_checks(synthetic_root, tmp_path):
 
 def test_cache_auto_says_why_it_does_not_cache(synthetic_root, capsys):
     huge = TinyVirat(synthetic_root, "val", clip_len=4, size=8192)
-    cache_if_asked([huge], "auto", workers=1)
+    cache_splits([huge], "auto", workers=1)
     assert "not caching: the splits need" in capsys.readouterr().out and huge.videos is None

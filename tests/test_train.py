@@ -9,10 +9,11 @@ import torch
 from tinyaction.checkpoint import read_checkpoint
 from tinyaction.config import ConfigError, make_config
 from tinyaction.data import ClipNormalize, TinyVirat, multi_hot
-from tinyaction.evaluate import multilabel_metrics, predict
+from tinyaction.inference import predict
+from tinyaction.metrics import multilabel_metrics
 from tinyaction.models import native_bf16, r2plus1d_tiny, to_fast_path
 from tinyaction.synthetic import make_synthetic
-from tinyaction.train import NonFiniteLossError, TrainConfig, fit, train_one_epoch, train_step
+from tinyaction.train import NonFiniteLossError, TrainConfig, fit, train_epoch, train_step
 from tinyaction.zoo import get_model
 
 from conftest import run_papermill, tiny_config
@@ -127,7 +128,7 @@ def test_a_late_nan_names_its_batch_although_losses_are_checked_in_windows():
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
     with pytest.raises(NonFiniteLossError, match=r"loss is nan at epoch 2, batch 21 \(ids \['clip21a', 'clip21b'\]"):
-        train_one_epoch(model, batches, torch.nn.BCEWithLogitsLoss(), optimizer, scheduler, torch.device("cpu"),
+        train_epoch(model, batches, torch.nn.BCEWithLogitsLoss(), optimizer, scheduler, torch.device("cpu"),
                         amp=False, grad_clip=1.0, epoch=2)
 
 

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from tinyaction.data import SPLIT_FILES, load_split
-from tinyaction.evaluate import load_scores, save_scores
+from tinyaction.metrics import load_scores, save_scores
 from tinyaction.video import write_video
 from tinyaction.widgets import ClipBrowser, ErrorExplorer, false_positive_cooccurrence
 

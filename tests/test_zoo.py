@@ -7,7 +7,7 @@ from torch import nn
 from torchvision.models import video as tv_video
 
 from tinyaction.data import TinyVirat
-from tinyaction.evaluate import predict
+from tinyaction.inference import predict
 from tinyaction.models import load_pretrained, torchvision_r2plus1d_34
 from tinyaction.train import TrainConfig, train_step
 from tinyaction.zoo import get_model, list_models, model_info

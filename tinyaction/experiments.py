@@ -28,6 +28,7 @@ from papermill.exceptions import PapermillExecutionError
 from tqdm.auto import tqdm
 
 from .config import FALSE_WORDS, NONE_WORDS, TRUE_WORDS, ConfigError, field_types
+from .run_folder import process_gone
 from .train import TrainConfig
 
 # %% auto #0
@@ -134,26 +135,13 @@ def write_status(run_dir: Path, status: dict):
     os.replace(part, run_dir / STATUS_FILE)
 
 
-def _is_gone(status: dict) -> bool:
-    "Whether the process of a `running` status ran on this host and no longer exists."
-    if status.get("host") != socket.gethostname():
-        return False
-    try:
-        os.kill(status["pid"], 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
-
-
 def read_status(run_dir: Path) -> dict | None:
     "The status of the run in `run_dir` (None if it never started); `running` by a process that is gone reads `interrupted`."
     path = Path(run_dir) / STATUS_FILE
     if not path.is_file():
         return None
     status = json.loads(path.read_text())
-    if status["status"] == "running" and _is_gone(status):
+    if status["status"] == "running" and process_gone(status):
         status["status"] = "interrupted"
     return status
 

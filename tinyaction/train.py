@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import socket
 import sys
 import time
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import ClassVar, Sequence
@@ -20,28 +18,43 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from .balance import RepeatedClips, RepeatFactorSampler, class_counts, label_matrix, repeat_factors, shot_groups
+from .balance import class_counts, shot_groups
 from .checkpoint import Checkpoint, read_checkpoint, restore
+from .compat import moved_names
 from .config import ConfigError, coerce_fields, parse_config
-from .data import SAMPLING_MODES, TinyVirat, collate_clips, multi_hot
+from .data import SAMPLING_MODES, TinyVirat, multi_hot
 from .distill import Distiller, load_teacher
-from .evaluate import multilabel_metrics, predict, resolve_device
+from .inference import predict
+from .loaders import cache_splits, epoch_loader, gather_predictions, init_distributed, loader_workers, sum_across_ranks
 from .logs import RunLogger
 from .losses import AsymmetricLoss, DistributionBalancedLoss, FocalLoss
+from .metrics import multilabel_metrics
 from .models import AMP_MODES, autocast, clip_format, load_pretrained, to_fast_path, uses_bf16
+from .run_folder import claim_out_dir, resume_path, run_lock, trim_history, write_run_file
 from .synthetic import resolve_data_dir
 from .zoo import contract_of, get_model, list_models, model_info
 
 # %% auto #0
-__all__ = ['LOSSES', 'BALANCES', 'FINITE_CHECK_EVERY', 'CACHE_AUTO_BYTES', 'FUSED_ADAMW', 'LOCK_FILE', 'RUN_FILES', 'TrainConfig',
-           'build_loss', 'build_scheduler', 'train_step', 'NonFiniteLossError', 'check_finite', 'freeze_batchnorm',
-           'train_one_epoch', 'auto_workers', 'loader_workers', 'epoch_loader', 'cache_if_asked', 'init_distributed',
-           'gather_predictions', 'sum_across_ranks', 'Run', 'build_datasets', 'build_network', 'check_splits',
-           'build_run', 'validate', 'run_epoch', 'save_epoch', 'RunFolderError', 'run_lock', 'claim_out_dir',
-           'resume_path', 'read_resume_checkpoint', 'trim_history', 'start_or_resume', 'run_epochs', 'fit', 'main']
+__all__ = ['LOSSES', 'BALANCES', 'FINITE_CHECK_EVERY', 'FUSED_ADAMW', 'TrainConfig', 'build_loss', 'build_scheduler',
+           'train_step', 'NonFiniteLossError', 'check_finite', 'freeze_batchnorm', 'train_epoch', 'TrainingRun',
+           'build_datasets', 'build_network', 'check_splits', 'build_run', 'validate', 'fit_epoch', 'save_epoch',
+           'read_resume_checkpoint', 'start_or_resume', 'fit_run', 'fit', 'main']
+
+# %% ../nbs/03_train.ipynb #fb045283
+__getattr__ = moved_names(__name__, {
+    **{name: f"tinyaction.loaders.{name}" for name in (
+        "auto_workers", "loader_workers", "epoch_loader", "CACHE_AUTO_BYTES", "init_distributed", "gather_predictions",
+        "sum_across_ranks")},
+    "cache_if_asked": "tinyaction.loaders.cache_splits",
+    **{name: f"tinyaction.run_folder.{name}" for name in (
+        "RunFolderError", "LOCK_FILE", "run_lock", "RUN_FILES", "claim_out_dir", "resume_path", "trim_history")},
+    "multilabel_metrics": "tinyaction.metrics.multilabel_metrics", "predict": "tinyaction.inference.predict",
+    "resolve_device": "tinyaction.inference.resolve_device", "Run": "tinyaction.train.TrainingRun",
+    "train_one_epoch": "tinyaction.train.train_epoch", "run_epoch": "tinyaction.train.fit_epoch",
+    "run_epochs": "tinyaction.train.fit_run"})
 
 # %% ../nbs/03_train.ipynb #1943cd3e
 # over 60 lines: 46 fields, each with its comment, and the checks of their values
@@ -207,7 +220,7 @@ def freeze_batchnorm(model: nn.Module) -> nn.Module:
     return model
 
 
-def train_one_epoch(model: nn.Module, loader: DataLoader, criterion: nn.Module, optimizer: torch.optim.Optimizer,
+def train_epoch(model: nn.Module, loader: DataLoader, criterion: nn.Module, optimizer: torch.optim.Optimizer,
                     scheduler, device: torch.device, amp: bool, grad_clip: float, epoch: int,
                     freeze_bn: bool = False, normalize: nn.Module | None = None, distill: Distiller | None = None,
                     logger: RunLogger | None = None) -> dict:
@@ -239,89 +252,9 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, criterion: nn.Module, 
         logger.log_steps(first_step + checked, losses[checked:], lrs[checked:])
     return {"train_loss": torch.stack(losses).mean().item(), "seen": [i for ids in batch_ids for i in ids]}
 
-# %% ../nbs/03_train.ipynb #3a823783
-def auto_workers() -> int:
-    "Loader processes for one training process: the CPU cores it may use, shared among the processes on its node."
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, cores // int(os.environ.get("LOCAL_WORLD_SIZE", 1)))
-
-
-def loader_workers(dataset: TinyVirat, config: TrainConfig) -> int:
-    "Loader processes for `dataset`: none for a cached split (its items are cheap slices of memory), else as configured."
-    if dataset.videos is not None:
-        return 0
-    return auto_workers() if config.num_workers == "auto" else config.num_workers
-
-# %% ../nbs/03_train.ipynb #3f107ceb
-def epoch_loader(dataset: TinyVirat, config: TrainConfig, epoch: int, device: torch.device, rank: int = 0,
-                 world: int = 1) -> DataLoader:
-    "This rank's share of epoch `epoch`: order and clips depend only on (seed, epoch), not on the world size."
-    if config.batch_size % world:
-        raise ValueError(f"batch_size {config.batch_size} (the global batch) must be divisible by the world size {world}")
-    dataset.set_epoch(epoch)
-    if config.balance == "repeat_factor":
-        factors = repeat_factors(label_matrix(dataset.records, dataset.classes), config.repeat_threshold)[1]
-        sampler = RepeatFactorSampler(dataset, factors, num_replicas=world, rank=rank, seed=config.seed, drop_last=True)
-        items = RepeatedClips(dataset)  # reads the sampler's i + k * len(dataset) as copy k of clip i
-    else:
-        sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=config.seed, drop_last=True)
-        items = dataset
-    sampler.set_epoch(epoch)
-    return DataLoader(items, batch_size=config.batch_size // world, sampler=sampler,
-                      num_workers=loader_workers(dataset, config), collate_fn=collate_clips,
-                      pin_memory=device.type == "cuda", drop_last=True)
-
-# %% ../nbs/03_train.ipynb #ccfef3bc
-CACHE_AUTO_BYTES = 4 * 2**30  # the CPU demo's splits need 0.9 GB; the whole of TinyVIRAT-v2 at 112x112 far more
-
-
-def cache_if_asked(datasets: Sequence[TinyVirat], cache: bool | str, workers: int):
-    "Cache the splits in memory when asked, or with 'auto' when they need at most CACHE_AUTO_BYTES."
-    need = sum(d.cache_nbytes() for d in datasets)
-    if cache == "auto" and need > CACHE_AUTO_BYTES:
-        print(f"not caching: the splits need {need / 1e9:.1f} GB decoded, more than cache='auto' takes "
-              f"({CACHE_AUTO_BYTES / 1e9:.1f} GB); cache=True forces it")
-    if cache is True or (cache == "auto" and need <= CACHE_AUTO_BYTES):
-        start = time.time()
-        for d in datasets:
-            d.cache(workers=max(workers, 1))
-        print(f"cached {sum(len(d) for d in datasets)} videos in memory ({need / 1e6:.0f} MB, {time.time() - start:.0f} s)")
-
-# %% ../nbs/03_train.ipynb #2f231cd0
-def init_distributed(device: str) -> tuple[int, int, torch.device]:
-    "(rank, world size, device): from torchrun's environment (NCCL on GPUs, gloo on CPU), or (0, 1, device)."
-    rank, world, local_rank = (int(os.environ.get(k, d)) for k, d in (("RANK", 0), ("WORLD_SIZE", 1), ("LOCAL_RANK", 0)))
-    device = resolve_device(device)
-    if world > 1 and device.type == "cuda":
-        device = torch.device("cuda", local_rank)
-        torch.cuda.set_device(device)
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return rank, world, device
-
-
-def gather_predictions(ids: list[str], scores: np.ndarray, dataset: TinyVirat, world: int) -> tuple[list[str], np.ndarray]:
-    "Every rank's (ids, scores), back in dataset order."
-    if world == 1:
-        return ids, scores
-    shards = [None] * world
-    dist.all_gather_object(shards, (ids, scores))
-    order = {r.id: i for i, r in enumerate(dataset.records)}
-    rows = sorted((order[i], i, row) for shard_ids, shard_scores in shards for i, row in zip(shard_ids, shard_scores))
-    return [i for _, i, _ in rows], np.stack([row for _, _, row in rows])
-
-
-def sum_across_ranks(values: list[float], world: int) -> list[float]:
-    "Sums of `values` over the ranks."
-    if world == 1:
-        return values
-    total = torch.tensor(values, dtype=torch.float64)
-    dist.all_reduce(total)
-    return total.tolist()
-
 # %% ../nbs/03_train.ipynb #f8c19fc3
 @dataclass
-class Run:
+class TrainingRun:
     "A training run built from its config: where it runs, its data, network, optimiser, schedule and loss."
     config: TrainConfig
     rank: int
@@ -348,7 +281,7 @@ def build_datasets(config: TrainConfig, train_size: int | None = None) -> tuple[
     common = dict(clip_len=config.clip_len, skip_errors=config.skip_errors, seed=config.seed)
     train_set = TinyVirat(root, "train", sampling=config.sampling, size=train_size or config.size, **common)
     val_set = TinyVirat(root, "val", classes=train_set.classes, sampling=config.val_sampling, size=config.size, **common)
-    cache_if_asked((train_set, val_set), config.cache, loader_workers(train_set, config))
+    cache_splits((train_set, val_set), config.cache, loader_workers(train_set, config))
     return train_set, val_set
 
 
@@ -379,7 +312,7 @@ def check_splits(train_set: TinyVirat, val_set: TinyVirat, batch_size: int):
 FUSED_ADAMW = ("cuda", "cpu")  # devices with PyTorch's fused AdamW: one kernel for all parameters (4x faster here on CPU)
 
 
-def build_run(config: TrainConfig) -> Run:
+def build_run(config: TrainConfig) -> TrainingRun:
     "Everything a run of `config` needs, built in a reproducible order."
     torch.manual_seed(config.seed)
     rank, world, device = init_distributed(config.device)
@@ -394,10 +327,10 @@ def build_run(config: TrainConfig) -> Run:
     criterion = build_loss(config, class_counts(train_set.records, train_set.classes), len(train_set)).to(device)
     distill = Distiller(teacher.for_classes(train_set.classes, [r.id for r in train_set.records]), config.distill_weight,
                         config.distill_temperature, config.size) if teacher else None
-    return Run(config, rank, world, device, train_set, val_set, model, net, optimizer, scheduler, criterion, distill)
+    return TrainingRun(config, rank, world, device, train_set, val_set, model, net, optimizer, scheduler, criterion, distill)
 
 # %% ../nbs/03_train.ipynb #9587f8df
-def validate(run: Run) -> tuple[dict, int]:
+def validate(run: TrainingRun) -> tuple[dict, int]:
     "Validation metrics of the network over the whole val split (sharded across ranks), and how many videos were scored."
     ids, scores = predict(run.model, run.val_set, num_clips=run.config.val_clips, batch_size=run.config.batch_size,
                           num_workers=loader_workers(run.val_set, run.config), device=run.device, progress=False,
@@ -411,11 +344,11 @@ def validate(run: Run) -> tuple[dict, int]:
     return multilabel_metrics(targets, scores, class_names=run.val_set.classes, shot_groups=groups), len(ids)
 
 # %% ../nbs/03_train.ipynb #aa8ff0ea
-def run_epoch(run: Run, epoch: int, logger: RunLogger | None = None) -> tuple[dict, dict]:
+def fit_epoch(run: TrainingRun, epoch: int, logger: RunLogger | None = None) -> tuple[dict, dict]:
     "Train and validate epoch `epoch` (its steps logged to `logger`); returns its row of history.jsonl and its full metrics."
     start = time.time()
     loader = epoch_loader(run.train_set, run.config, epoch, run.device, run.rank, run.world)
-    stats = train_one_epoch(run.net, loader, run.criterion, run.optimizer, run.scheduler, run.device, run.config.amp,
+    stats = train_epoch(run.net, loader, run.criterion, run.optimizer, run.scheduler, run.device, run.config.amp,
                             run.config.grad_clip, epoch, run.config.freeze_bn, contract_of(run.model).normalize(), run.distill,
                             logger)
     train_seconds = time.time() - start
@@ -428,7 +361,7 @@ def run_epoch(run: Run, epoch: int, logger: RunLogger | None = None) -> tuple[di
     return row, metrics
 
 
-def save_epoch(run: Run, row: dict, best_f1: float, best_epoch: int, logger: RunLogger | None = None):
+def save_epoch(run: TrainingRun, row: dict, best_f1: float, best_epoch: int, logger: RunLogger | None = None):
     "Append the epoch's row to history.jsonl (and `logger`) and write checkpoint_last.pt (and checkpoint_best.pt if best)."
     with (run.out / "history.jsonl").open("a") as f:
         f.write(json.dumps(row) + "\n")
@@ -443,85 +376,8 @@ def save_epoch(run: Run, row: dict, best_f1: float, best_epoch: int, logger: Run
     if best_epoch == row["epoch"]:
         checkpoint.save(run.out / "checkpoint_best.pt")
 
-# %% ../nbs/03_train.ipynb #f7d795f7
-class RunFolderError(RuntimeError):
-    "An out_dir that another run is using, or that holds a run this one would overwrite."
-
-
-LOCK_FILE = "run.lock"
-
-
-def _lock_owner(lock: Path) -> dict:
-    "The pid, host and start time written in `lock` (empty if unreadable)."
-    try:
-        return json.loads(lock.read_text())
-    except (OSError, ValueError):
-        return {}
-
-
-def _is_stale(owner: dict) -> bool:
-    "Whether the run that wrote a lock is gone: it ran on this host and its process no longer exists."
-    if owner.get("host") != socket.gethostname() or not isinstance(owner.get("pid"), int):
-        return False
-    try:
-        os.kill(owner["pid"], 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:  # alive, but another user's
-        return False
-    return False
-
-
-@contextmanager
-def run_lock(out: Path):
-    "Hold `out/run.lock` while a run writes to `out`; another run into `out` meanwhile fails, naming this one."
-    out.mkdir(parents=True, exist_ok=True)
-    lock = out / LOCK_FILE
-    if lock.exists() and _is_stale(_lock_owner(lock)):
-        lock.unlink()
-    try:
-        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-    except FileExistsError:
-        owner = _lock_owner(lock)
-        raise RunFolderError(f"{out} is in use by another run (pid {owner.get('pid')} on {owner.get('host')}, started "
-                             f"{owner.get('started')}); wait for it to end or choose another out_dir") from None
-    with os.fdopen(fd, "w") as f:
-        json.dump({"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}, f)
-    try:
-        yield lock
-    finally:
-        lock.unlink(missing_ok=True)
-
-# %% ../nbs/03_train.ipynb #1a90ec65
-RUN_FILES = ("config.json", "history.jsonl", "metrics.json", "checkpoint_last.pt", "checkpoint_best.pt")
-
-
-def claim_out_dir(config: TrainConfig, resuming: bool):
-    "Refuse to start afresh in an out_dir that holds a run, unless `overwrite`, which deletes that run's files."
-    out = Path(config.out_dir)
-    present = [name for name in RUN_FILES if (out / name).exists()] + sorted(p.name for p in out.glob("events.out.tfevents.*"))
-    if resuming or not present:
-        return
-    if not config.overwrite:
-        raise RunFolderError(f"{out} holds a run ({', '.join(present)}): resume='auto' continues it, overwrite=True "
-                             "replaces it, or choose another out_dir")
-    for name in present:
-        (out / name).unlink()
-
 # %% ../nbs/03_train.ipynb #f030e9bb
-def resume_path(config: TrainConfig) -> Path | None:
-    "The checkpoint to resume from: None for a fresh start; an error for a missing explicit path."
-    if config.resume is None:
-        return None
-    path = Path(config.out_dir) / "checkpoint_last.pt" if config.resume == "auto" else Path(config.resume)
-    if config.resume == "auto" and not path.is_file():
-        return None
-    if not path.is_file():
-        raise FileNotFoundError(f"resume checkpoint not found: {path}")
-    return path
-
-
-def read_resume_checkpoint(path: Path, run: Run) -> Checkpoint:
+def read_resume_checkpoint(path: Path, run: TrainingRun) -> Checkpoint:
     "The checkpoint at `path`, checked to belong to this run (architecture and classes)."
     try:
         checkpoint = read_checkpoint(path, run.device)
@@ -536,13 +392,7 @@ def read_resume_checkpoint(path: Path, run: Run) -> Checkpoint:
     return checkpoint
 
 # %% ../nbs/03_train.ipynb #2d87d252
-def trim_history(path: Path, last_epoch: int):
-    "Keep the rows of history.jsonl up to `last_epoch`, the epoch of the checkpoint a run resumes from."
-    rows = [line for line in path.read_text().splitlines() if json.loads(line)["epoch"] <= last_epoch] if path.is_file() else []
-    path.write_text("".join(row + "\n" for row in rows))
-
-
-def start_or_resume(run: Run) -> tuple[int, float, int]:
+def start_or_resume(run: TrainingRun) -> tuple[int, float, int]:
     "(first epoch, best macro F1, best epoch) of the run, restoring its state from a checkpoint when resuming."
     path = resume_path(run.config)
     if run.rank == 0:
@@ -554,12 +404,12 @@ def start_or_resume(run: Run) -> tuple[int, float, int]:
         start, best_f1, best_epoch = checkpoint.epoch + 1, checkpoint.best_f1, checkpoint.best_epoch
         print(f"resumed from {path} at epoch {start}")
     if run.rank == 0:
-        (run.out / "config.json").write_text(json.dumps(asdict(run.config), indent=1))
+        write_run_file(run.out / "config.json", asdict(run.config))
         trim_history(run.out / "history.jsonl", start - 1)
     return start, best_f1, best_epoch
 
 # %% ../nbs/03_train.ipynb #11830bce
-def run_epochs(run: Run, stop_after_epochs: int | None = None) -> dict:
+def fit_run(run: TrainingRun, stop_after_epochs: int | None = None) -> dict:
     "Start or resume `run`, train and validate its epochs, and write its outputs; returns the final metrics."
     start, best_f1, best_epoch = start_or_resume(run)
     end = run.config.epochs if stop_after_epochs is None else min(run.config.epochs, start + stop_after_epochs)
@@ -568,7 +418,7 @@ def run_epochs(run: Run, stop_after_epochs: int | None = None) -> dict:
     logger = RunLogger(run.out, asdict(run.config), first_step=run.scheduler.last_epoch) if run.rank == 0 else None
     with logger or nullcontext():
         for epoch in range(start, end):
-            row, metrics = run_epoch(run, epoch, logger)
+            row, metrics = fit_epoch(run, epoch, logger)
             if metrics["macro_f1"] > best_f1:
                 best_f1, best_epoch = metrics["macro_f1"], epoch
             if run.rank == 0:
@@ -579,7 +429,7 @@ def run_epochs(run: Run, stop_after_epochs: int | None = None) -> dict:
         final = {**metrics, "best_epoch": best_epoch, "best_macro_f1": best_f1, "train_seconds": round(time.time() - started, 1),
                  "train_precision": "bf16" if uses_bf16(run.device, run.config.amp) else "fp32"}
         if run.rank == 0:
-            metrics_path.write_text(json.dumps(final, indent=1))
+            write_run_file(metrics_path, final)
             logger.log_classes(run.scheduler.last_epoch - 1, final["per_class"])
     return final
 
@@ -588,7 +438,7 @@ def fit(config: TrainConfig, stop_after_epochs: int | None = None) -> dict:
     "Train and validate as configured (on every process torchrun starts); returns the final metrics."
     run = build_run(config)
     with run_lock(run.out) if run.rank == 0 else nullcontext():
-        return run_epochs(run, stop_after_epochs)
+        return fit_run(run, stop_after_epochs)
 
 # %% ../nbs/03_train.ipynb #1d396fa0
 def main(argv: Sequence[str] | None = None) -> dict:

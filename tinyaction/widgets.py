@@ -16,7 +16,7 @@ import plotly.graph_objects as go
 from PIL import Image
 
 from .data import Record, load_class_map, load_split, multi_hot
-from .evaluate import load_scores, multilabel_metrics
+from .metrics import load_scores, multilabel_metrics
 from .video import PathLike, read_clip, resize_frames, write_video
 from .zoo import model_info
 
