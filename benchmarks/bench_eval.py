@@ -4,7 +4,7 @@ Both score every video of a TinyVIRAT-shaped synthetic split with --arch (R(2+1)
 layout by default; any name of the zoo; same weights), K clips per video, sigmoid scores averaged,
 through DataLoaders with the same workers:
 - tinyaction: `TinyVirat` (decodes only the sampled frames, resizes each clip in one call) and
-  `predict` with the model on the fast path (`to_fast_path`; the default precision, `amp="auto"`: bf16
+  `predict` with the model on the fast path (`prepare_for_device`; the default precision, `amp="auto"`: bf16
   autocast where the device computes bf16 natively, CUDA or AVX-512-BF16/AMX CPUs), and beside it the same
   in the other precision (tinyaction_fp32 or tinyaction_bf16);
 - baseline: `common.NaiveClips` (PyAV decodes every frame, PIL resizes frame by frame) and
@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader
 from tinyaction.data import TinyVirat, collate_clips
 from tinyaction.inference import predict, resolve_device
 from tinyaction.loaders import auto_workers
-from tinyaction.models import autocast, clip_format, native_bf16, to_fast_path, uses_bf16
+from tinyaction.models import autocast, input_memory_format, native_bf16, prepare_for_device, uses_bf16
 from tinyaction.synthetic import default_data_root, make_synthetic
 from tinyaction.zoo import contract_of, model_info
 
@@ -52,7 +52,8 @@ def model_only(model: torch.nn.Module, clips: torch.Tensor, batches: int) -> int
     normalize, videos = contract_of(model).normalize().to(clips.device), clips.shape[0] * batches
     for _ in range(batches):
         with autocast(clips.device):
-            torch.sigmoid(model(normalize(clips.flatten(0, 1).contiguous(memory_format=clip_format(model)))).float()).cpu()
+            inputs = clips.flatten(0, 1).contiguous(memory_format=input_memory_format(model))
+            torch.sigmoid(model(normalize(inputs)).float()).cpu()
     return videos
 
 
@@ -76,7 +77,7 @@ def main():
     device, workers = resolve_device(args.device), auto_workers() if args.workers is None else args.workers
     root = make_synthetic(default_data_root() / f"bench_eval_{args.videos}", n_train=1, n_val=args.videos, n_test=1, seed=2)
     baseline, ours = twin_networks(args.arch, 10)
-    baseline, ours = baseline.to(device).eval(), to_fast_path(ours, device).eval()
+    baseline, ours = baseline.to(device).eval(), prepare_for_device(ours, device).eval()
     clips = dict(clip_len=args.clip_len, size=args.size, num_clips=args.num_clips)
     dataset = TinyVirat(root, "val", sampling="random", **clips)
     naive = NaiveClips(root, "val", args.clip_len, args.size, args.num_clips)

@@ -2,9 +2,9 @@
 
 Both networks are --arch (R(2+1)D-34 in the IG65M layout by default; any name of the zoo) with the
 same weights, trained on the same uint8
-batch already on the device with the seed's loss (ASL), AdamW and gradient clipping, one
+batch already on the device with the 2021 entry's loss (ASL), AdamW and gradient clipping, one
 `tinyaction.train.train_step` per step:
-- tinyaction: `to_fast_path` (channels_last_3d, cuDNN autotuning), the default precision (`amp="auto"`:
+- tinyaction: `prepare_for_device` (channels_last_3d, cuDNN autotuning), the default precision (`amp="auto"`:
   bf16 autocast where the device computes bf16 natively, CUDA or CPU) and fused AdamW; beside
   it the same fast path in the other precision (tinyaction_bf16 or tinyaction_fp32); with --compile,
   also the default under torch.compile;
@@ -30,7 +30,7 @@ from torch import nn
 
 from tinyaction.inference import resolve_device
 from tinyaction.losses import AsymmetricLoss
-from tinyaction.models import count_flops, native_bf16, to_fast_path, uses_bf16
+from tinyaction.models import count_flops, native_bf16, prepare_for_device, uses_bf16
 from tinyaction.train import train_step
 from tinyaction.zoo import contract_of, model_info
 
@@ -69,16 +69,16 @@ def build_runs(args: argparse.Namespace, device: torch.device) -> dict[str, Trai
     baseline, ours = twin_networks(args.arch, 26)
     other, other_name = (False, "tinyaction_fp32") if uses_bf16(device) else (True, "tinyaction_bf16")
     normalize = contract_of(ours).normalize()
-    to_fast_path(ours, device)
+    prepare_for_device(ours, device)
     clips = torch.randint(0, 256, (args.batch_size, 3, args.clip_len, args.size, args.size), dtype=torch.uint8, device=device)
     targets = (torch.rand(args.batch_size, 26, device=device) < 0.1).float()
     runs = {"torchvision_eager_fp32": Trainer(baseline.to(device), (clips, targets), False, device, normalize),
             "tinyaction": Trainer(ours, (clips, targets), True, device, normalize),
-            other_name: Trainer(to_fast_path(twin_networks(args.arch, 26)[1], device), (clips, targets), True, device,
+            other_name: Trainer(prepare_for_device(twin_networks(args.arch, 26)[1], device), (clips, targets), True, device,
                                 normalize, amp=other)}
     if args.compile:
         _, twin = twin_networks(args.arch, 26)
-        runs["tinyaction_compiled"] = Trainer(torch.compile(to_fast_path(twin, device)), (clips, targets), True, device,
+        runs["tinyaction_compiled"] = Trainer(torch.compile(prepare_for_device(twin, device)), (clips, targets), True, device,
                                               normalize)
     return runs
 

@@ -155,3 +155,13 @@ def test_the_old_name_of_the_margin_still_works_with_a_warning():
         assert parse_config(TrainConfig, ["--clip", "0.2"], "train").margin == 0.2
     with pytest.raises(ConfigError, match="only one of --clip"):
         parse_config(TrainConfig, ["--clip", "0.2", "--margin", "0.1"], "train")
+
+
+def test_help_shows_each_option_with_its_meaning_under_its_group():
+    # under `python -m` the config class lives in __main__: its comments must still be read (they were lost there before)
+    text = run_module("tinyaction.train", "--help").stdout
+    for heading in ("data:", "model:", "optimisation:", "loss:", "long tail:", "distillation:", "runtime:"):
+        assert f"\n{heading}\n" in text, heading
+    loss_group = text[text.index("\nloss:\n"):text.index("\nlong tail:\n")]
+    assert "--gamma_neg VALUE" in loss_group and "focusing exponent for negatives" in " ".join(loss_group.split())
+    assert "passes over the training split (default: 24)" in " ".join(text.split())

@@ -5,7 +5,7 @@ import torch
 from tinyaction.checkpoint import load_checkpoint
 from tinyaction.data import ClipNormalize, TinyVirat
 from tinyaction.inference import predict
-from tinyaction.models import r2plus1d_tiny, to_fast_path
+from tinyaction.models import prepare_for_device, r2plus1d_tiny
 from tinyaction.train import fit, train_step
 
 from conftest import tiny_config
@@ -17,7 +17,7 @@ def test_a_bf16_step_tracks_an_fp32_step():
     torch.manual_seed(0)
     fast, plain = r2plus1d_tiny(num_classes=5), r2plus1d_tiny(num_classes=5)
     plain.load_state_dict(fast.state_dict())
-    to_fast_path(fast, "cuda"), to_fast_path(plain, "cuda", channels_last=False)
+    prepare_for_device(fast, "cuda"), prepare_for_device(plain, "cuda", channels_last=False)
     clips = torch.randint(0, 256, (8, 3, 8, 32, 32), dtype=torch.uint8, device="cuda")
     targets = (torch.rand(8, 5, device="cuda") < 0.3).float()
     losses = [train_step(m, clips, targets, torch.nn.BCEWithLogitsLoss(), torch.optim.AdamW(m.parameters(), fused=True),

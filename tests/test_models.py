@@ -12,12 +12,12 @@ from tinyaction.models import (
     TimePaddedConv3d,
     load_pretrained,
     mid_planes,
+    prepare_for_device,
     r2plus1d_18,
     r2plus1d_34,
     r2plus1d_tiny,
-    time_padded,
-    to_fast_path,
     torchvision_r2plus1d_34,
+    use_time_padded_convs,
 )
 from tinyaction.zoo import get_model
 
@@ -167,7 +167,7 @@ def test_bf16_weight_gradients_stay_finite_where_a_conv_sees_fewer_frames_than_i
 
 @pytest.mark.parametrize("name", ["r2plus1d_tiny", "r2plus1d_34", "r3d_18", "mc3_18", "s3d"])
 def test_the_fast_path_pads_time_itself_in_every_conv_that_pads_time(name):
-    model = to_fast_path(get_model(name, num_classes=5))
+    model = prepare_for_device(get_model(name, num_classes=5))
     plain = [n for n, m in model.named_modules() if type(m).forward is nn.Conv3d.forward and m.padding[0]]
     assert plain == [] and any(isinstance(m, TimePaddedConv3d) for m in model.modules())
 
@@ -175,7 +175,7 @@ def test_the_fast_path_pads_time_itself_in_every_conv_that_pads_time(name):
 def test_time_padded_convs_compute_what_the_network_computed():
     torch.manual_seed(0)
     reference = tv.r3d_18(num_classes=5).eval()
-    padded = time_padded(tv.r3d_18(num_classes=5)).eval()
+    padded = use_time_padded_convs(tv.r3d_18(num_classes=5)).eval()
     padded.load_state_dict(reference.state_dict())
     x = torch.randn(2, 3, 4, 32, 32)
     with torch.no_grad():

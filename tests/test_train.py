@@ -11,7 +11,7 @@ from tinyaction.config import ConfigError, make_config
 from tinyaction.data import ClipNormalize, TinyVirat, multi_hot
 from tinyaction.inference import predict
 from tinyaction.metrics import multilabel_metrics
-from tinyaction.models import native_bf16, r2plus1d_tiny, to_fast_path
+from tinyaction.models import native_bf16, prepare_for_device, r2plus1d_tiny
 from tinyaction.synthetic import make_synthetic
 from tinyaction.train import NonFiniteLossError, TrainConfig, fit, train_epoch, train_step
 from tinyaction.zoo import get_model
@@ -137,7 +137,7 @@ def test_a_channels_last_step_matches_a_contiguous_step():
     torch.manual_seed(0)
     fast, plain = r2plus1d_tiny(num_classes=3), r2plus1d_tiny(num_classes=3)
     plain.load_state_dict(fast.state_dict())
-    to_fast_path(fast, channels_last=True), to_fast_path(plain, channels_last=False)
+    prepare_for_device(fast, channels_last=True), prepare_for_device(plain, channels_last=False)
     clips, targets = torch.randint(0, 256, (4, 3, 4, 16, 16), dtype=torch.uint8), (torch.rand(4, 3) < 0.3).float()
     losses = [train_step(m, clips, targets, torch.nn.BCEWithLogitsLoss(), torch.optim.SGD(m.parameters(), lr=0.1),
                          ClipNormalize(), amp=False) for m in (fast, plain)]

@@ -14,15 +14,15 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .models import to_fast_path
-from .video import PathLike
+from .models import prepare_for_device
+from .video import StrPath
 from .zoo import get_model
 
 # %% auto #0
 __all__ = ['CHECKPOINT_KEYS', 'save_atomic', 'Checkpoint', 'read_checkpoint', 'restore', 'load_checkpoint']
 
 # %% ../nbs/01b_checkpoint.ipynb #0b6fd8e5
-def save_atomic(obj: object, path: PathLike) -> Path:
+def save_atomic(obj: object, path: StrPath) -> Path:
     "`torch.save` to a temporary file beside `path`, then rename it over `path`."
     path = Path(path)
     tmp = path.with_suffix(path.suffix + ".tmp")
@@ -48,7 +48,7 @@ class Checkpoint:
     best_epoch: int = -1  # the epoch that reached it
     metrics: dict = field(default_factory=dict)  # the epoch's row of history.jsonl
 
-    def save(self, path: PathLike) -> Path:
+    def save(self, path: StrPath) -> Path:
         "Write the checkpoint atomically to `path`."
         return save_atomic({f.name: getattr(self, f.name) for f in dataclasses.fields(self)}, path)
 
@@ -64,7 +64,7 @@ def _upgrade(state: dict) -> dict:
     return state
 
 
-def read_checkpoint(path: PathLike, device: str | torch.device = "cpu") -> Checkpoint:
+def read_checkpoint(path: StrPath, device: str | torch.device = "cpu") -> Checkpoint:
     "The `Checkpoint` stored at `path`, its tensors on `device`; a clear error if it is missing or not a checkpoint."
     path = Path(path)
     if not path.is_file():
@@ -93,9 +93,9 @@ def restore(checkpoint: Checkpoint, model: nn.Module, optimizer: torch.optim.Opt
         torch.set_rng_state(checkpoint.torch_rng.cpu())
 
 # %% ../nbs/01b_checkpoint.ipynb #67e07d16
-def load_checkpoint(path: PathLike, device: str | torch.device = "cpu") -> tuple[nn.Module, Checkpoint]:
+def load_checkpoint(path: StrPath, device: str | torch.device = "cpu") -> tuple[nn.Module, Checkpoint]:
     "A training checkpoint's network (on `device`, fast path, eval mode) and the `Checkpoint` itself."
     checkpoint = read_checkpoint(path, device)
     model = get_model(checkpoint.config["arch"], num_classes=len(checkpoint.classes))
     model.load_state_dict(checkpoint.model)
-    return to_fast_path(model, device, channels_last=checkpoint.config.get("channels_last", True)).eval(), checkpoint
+    return prepare_for_device(model, device, channels_last=checkpoint.config.get("channels_last", True)).eval(), checkpoint

@@ -7,17 +7,25 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import inspect
+import io
 import os
+import re
+import textwrap
+import tokenize
 import types
 import typing
 import warnings
 from typing import Any, Mapping, Sequence, TypeVar, Union
 
-from fastcore.docments import docments
+from .compat import moved_names
 
 # %% auto #0
-__all__ = ['TRUE_WORDS', 'FALSE_WORDS', 'NONE_WORDS', 'C', 'ConfigError', 'parse_bool', 'coerce', 'field_types', 'coerce_fields',
-           'make_config', 'config_parser', 'parse_config']
+__all__ = ['TRUE_WORDS', 'FALSE_WORDS', 'NONE_WORDS', 'ConfigT', 'ConfigError', 'parse_bool', 'coerce', 'field_types',
+           'coerce_fields', 'make_config', 'field_docs', 'field_groups', 'config_parser', 'parse_config']
+
+# %% ../nbs/02a_config.ipynb #ed125a48
+__getattr__ = moved_names(__name__, {"C": "tinyaction.config.ConfigT"})
 
 # %% ../nbs/02a_config.ipynb #08b5db86
 class ConfigError(ValueError):
@@ -86,7 +94,7 @@ def coerce(value: object, annotation: Any, name: str = "value") -> object:
     raise ConfigError(name, value, " or ".join(allowed))
 
 # %% ../nbs/02a_config.ipynb #921e85dc
-C = TypeVar("C")
+ConfigT = TypeVar("ConfigT")
 
 
 def field_types(cls: type) -> dict[str, Any]:
@@ -111,7 +119,7 @@ def coerce_fields(config: object) -> None:
         setattr(config, name, coerce(getattr(config, name), kind, name))
 
 
-def make_config(cls: type[C], values: Mapping[str, object], ignore_unknown: bool = False) -> C:
+def make_config(cls: type[ConfigT], values: Mapping[str, object], ignore_unknown: bool = False) -> ConfigT:
     "An instance of the dataclass `cls` from `values` (name -> value), each coerced to its field's type."
     types_ = field_types(cls)
     values = _renamed(cls, {k: v for k, v in values.items() if k in types_ or k in getattr(cls, "ALIASES", {})}
@@ -121,29 +129,57 @@ def make_config(cls: type[C], values: Mapping[str, object], ignore_unknown: bool
         raise ConfigError(unknown[0], values[unknown[0]], f"one of the parameters {list(types_)}")
     return cls(**{name: coerce(value, types_[name], name) for name, value in values.items()})
 
-# %% ../nbs/02a_config.ipynb #52d91a2c
-def _field_help(cls: type) -> dict[str, str]:
-    "The inline comment of each field, where the source is available."
+# %% ../nbs/02a_config.ipynb #3604e56c
+_FIELD = re.compile(r"^\s+(\w+)\s*:")  # an annotated name in a class body: a field
+
+
+def _comments(source: str) -> dict[int, tuple[str, bool]]:
+    "Line number -> (text, whether it stands alone on its line) of each comment in `source`."
+    return {tok.start[0]: (tok.string.lstrip("#").strip(), not tok.line[:tok.start[1]].strip())
+            for tok in tokenize.generate_tokens(io.StringIO(source).readline) if tok.type == tokenize.COMMENT}
+
+
+def field_docs(cls: type) -> dict[str, tuple[str | None, str]]:
+    "Field -> (the heading comment above it or None, its inline comment) of the dataclass `cls`; {} without its source."
     try:
-        return {k: v for k, v in docments(cls).items() if v}
+        source = textwrap.dedent(inspect.getsource(cls))
     except (OSError, TypeError):  # a class defined in a notebook kernel has no source file
         return {}
+    names, comments, docs, heading = {f.name for f in dataclasses.fields(cls)}, _comments(source), {}, None
+    for number, line in enumerate(source.splitlines(), start=1):
+        comment, alone = comments.get(number, ("", False))
+        field = _FIELD.match(line)
+        if alone and line[:1].isspace():
+            heading = comment
+        elif field and field.group(1) in names and field.group(1) not in docs:
+            docs[field.group(1)] = (heading, comment)
+    return docs
 
 
+def field_groups(cls: type) -> dict[str | None, list[str]]:
+    "The fields of the dataclass `cls` under the headings of `field_docs`, in field order (None: no heading)."
+    docs, groups = field_docs(cls), {}
+    for f in dataclasses.fields(cls):
+        groups.setdefault(docs.get(f.name, (None, ""))[0], []).append(f.name)
+    return groups
+
+# %% ../nbs/02a_config.ipynb #52d91a2c
 def config_parser(cls: type, prog: str, description: str | None = None) -> argparse.ArgumentParser:
     "A parser with a `--name VALUE` option for every field of the dataclass `cls` (and its deprecated aliases)."
     # no abbreviations: a typo such as --epoch must be an error, not --epochs
     parser = argparse.ArgumentParser(prog=prog, description=description or cls.__doc__, allow_abbrev=False)
-    helps, defaults = _field_help(cls), {f.name: f.default for f in dataclasses.fields(cls)}
-    for name in field_types(cls):
-        parser.add_argument(f"--{name}", default=argparse.SUPPRESS, metavar="VALUE",
-                            help=f"{helps.get(name, '')} (default: {defaults[name]!r})")
+    docs, defaults = field_docs(cls), {f.name: f.default for f in dataclasses.fields(cls)}
+    for title, names in field_groups(cls).items():
+        group = parser.add_argument_group(title) if title else parser
+        for name in names:
+            group.add_argument(f"--{name}", default=argparse.SUPPRESS, metavar="VALUE",
+                               help=f"{docs.get(name, (None, ''))[1]} (default: {defaults[name]!r})")
     for old, new in getattr(cls, "ALIASES", {}).items():
         parser.add_argument(f"--{old}", default=argparse.SUPPRESS, metavar="VALUE", help=f"deprecated: use --{new}")
     return parser
 
 
-def parse_config(cls: type[C], argv: Sequence[str] | None, prog: str) -> C:
+def parse_config(cls: type[ConfigT], argv: Sequence[str] | None, prog: str) -> ConfigT:
     "A config of type `cls` from command-line options (`--name value`); what is not given keeps its default."
     values = vars(config_parser(cls, prog).parse_args(argv))
     both = [old for old, new in getattr(cls, "ALIASES", {}).items() if old in values and new in values]

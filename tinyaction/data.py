@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset, default_collate
 
-from .video import PathLike, Size, VideoReadError, _as_hw, read_clip
+from .video import Size, StrPath, VideoReadError, _as_hw, read_clip
 
 # %% auto #0
 __all__ = ['SPLIT_FILES', 'MAX_FRAMES', 'MAX_SIDE', 'SAMPLING_MODES', 'SHORT_POLICIES', 'KINETICS_MEAN', 'KINETICS_STD',
@@ -32,7 +32,7 @@ class DatasetFormatError(ValueError):
     "An annotation file or record that does not follow the TinyVIRAT-v2 layout."
 
 
-def _read_json(path: Path):
+def _read_dataset_json(path: Path):
     "Parse a JSON file, naming it in any error."
     if not path.is_file():
         raise DatasetFormatError(f"{path}: file not found")
@@ -44,10 +44,10 @@ def _read_json(path: Path):
         raise DatasetFormatError(f"{path}: invalid JSON ({e})") from e
 
 
-def load_class_map(root: PathLike) -> list[str]:
+def load_class_map(root: StrPath) -> list[str]:
     "Class names in index order, read from `root/class_map.json`."
     path = Path(root) / "class_map.json"
-    mapping = _read_json(path)
+    mapping = _read_dataset_json(path)
     if not isinstance(mapping, dict) or not mapping:
         raise DatasetFormatError(f"{path}: expected a non-empty object mapping class name -> index")
     not_ints = {name: i for name, i in mapping.items() if not isinstance(i, int) or isinstance(i, bool)}
@@ -97,18 +97,18 @@ def _parse_record(raw: object, position: int, source: Path, videos_dir: Path, ne
     return Record(str(raw["id"]), str(raw.get("video_id", "")), videos_dir / raw["path"], frames, width, height, tuple(labels))
 
 # %% ../nbs/00a_data.ipynb #98b4467d
-def load_split(root: PathLike,  # dataset folder: class_map.json, the annotation files and videos/<split>/
+def load_split(root: StrPath,  # dataset folder: class_map.json, the annotation files and videos/<split>/
                split: str,  # "train", "val" or "test": where the videos are, and whether labels are required
                classes: Sequence[str] | None = None,  # class names to check labels against; None reads the class map
                check_files: bool = False,  # also check that every video file exists (a stat per clip)
-               annotations: PathLike | None = None,  # annotation file to read instead of root/SPLIT_FILES[split]
+               annotations: StrPath | None = None,  # annotation file to read instead of root/SPLIT_FILES[split]
                ) -> list[Record]:  # in file order
     "Records of `split` under `root`, from its annotation file or `annotations`, validated against the class map."
     if split not in SPLIT_FILES:
         raise ValueError(f"unknown split {split!r}; expected one of {list(SPLIT_FILES)}")
     root = Path(root)
     source = root / SPLIT_FILES[split] if annotations is None else Path(annotations)
-    raw_records = _read_json(source)
+    raw_records = _read_dataset_json(source)
     if not isinstance(raw_records, list):
         raise DatasetFormatError(f"{source}: expected a JSON list of records, got {type(raw_records).__name__}")
     known = set(load_class_map(root) if classes is None else classes)
@@ -224,7 +224,7 @@ class TinyVirat(Dataset):  # one cell over 60 lines: a Dataset's methods share i
     "TinyVIRAT-v2-layout split as (uint8 clip (C, T, H, W) or (K, C, T, H, W), multi-hot target, id)."
 
     def __init__(self,
-                 root: PathLike,  # dataset folder in the TinyVIRAT-v2 layout
+                 root: StrPath,  # dataset folder in the TinyVIRAT-v2 layout
                  split: str,  # "train", "val" or "test"
                  clip_len: int = 16,  # frames per clip
                  size: Size | None = 112,  # frame size: a square side or (h, w); None keeps each video's own
@@ -237,7 +237,7 @@ class TinyVirat(Dataset):  # one cell over 60 lines: a Dataset's methods share i
                  check_files: bool = False,  # check up front that every video file exists
                  skip_errors: bool = False,  # an unreadable clip warns and gives None instead of raising
                  seed: int = 0,  # seeds evaluation sampling, and training sampling after `set_epoch`
-                 annotations: PathLike | None = None,  # annotation file to read instead of the split's default
+                 annotations: StrPath | None = None,  # annotation file to read instead of the split's default
                  ):
         self.root, self.split = Path(root), split
         self.classes = list(classes) if classes is not None else load_class_map(root)

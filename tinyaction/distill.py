@@ -15,7 +15,7 @@ from torch import nn
 
 from .checkpoint import load_checkpoint
 from .metrics import load_scores
-from .models import autocast, clip_format
+from .models import autocast, input_memory_format
 from .zoo import contract_of, model_info
 
 # %% auto #0
@@ -88,7 +88,7 @@ class ModelTeacher:
     @torch.no_grad()
     def logits(self, clips: torch.Tensor, ids: list[str]) -> torch.Tensor:
         "The network's logits (float32) for uint8 clips (B, C, T, H, W), resized to its size on their device."
-        clips = resize_clips(clips, self.size).contiguous(memory_format=clip_format(self.model))
+        clips = resize_clips(clips, self.size).contiguous(memory_format=input_memory_format(self.model))
         with autocast(clips.device, self.amp):
             logits = self.model(contract_of(self.model).normalize().to(clips.device)(clips)).float()
         return logits if self.order is None else logits[:, self.order]

@@ -92,7 +92,7 @@ class EvalConfig:
     data_dir: str | None = None  # the dataset folder; None: the one the checkpoint was trained on
     split: str = "val"  # "train", "val" or "test"
     annotations: str | None = None  # another annotation file for the split, e.g. the released tiny_test_v2_private.json
-    num_clips: int = 5  # clips sampled per video, their scores averaged (the seed's 5)
+    num_clips: int = 5  # clips sampled per video, their scores averaged (the 2021 entry's 5)
     tta: str = "none"  # test-time views of each clip: "none", or "flip" (its mirror too, scores averaged over 2K views)
     out_dir: str = "runs/demo/eval"  # where metrics.json, scores.npz, thresholds.json and answer.txt go
     batch_size: int = 16  # videos per batch
@@ -149,7 +149,7 @@ class EvalReport:
         return self.table.get(self.config.num_clips)
 
     def table1(self) -> str:
-        "The seed's Table 1 for this run, each macro value with its 95% bootstrap interval, as text."
+        "The 2021 entry's Table 1 for this run, each macro value with its 95% bootstrap interval, as text."
         lines = [f"{'clips':>5}  {'F1 [95% CI]':<23}  {'precision [95% CI]':<23}  {'recall [95% CI]':<23}  {'s/video':>8}"]
         lines += [f"{k:>5}  " + "  ".join(_with_ci(m, f"macro_{name}") for name in ("f1", "precision", "recall"))
                   + f"  {self.seconds_per_video[k]:8.4f}" for k, m in self.table.items()]

@@ -27,6 +27,7 @@ from IPython.display import display
 from papermill.exceptions import PapermillExecutionError
 from tqdm.auto import tqdm
 
+from .compat import moved_names
 from .config import FALSE_WORDS, NONE_WORDS, TRUE_WORDS, ConfigError, field_types
 from .run_folder import process_gone
 from .train import TrainConfig
@@ -34,9 +35,13 @@ from .train import TrainConfig
 # %% auto #0
 __all__ = ['MAX_NAME', 'SWEEP_PARAMETERS', 'STATUS_FILE', 'METRICS', 'DEFAULT_NOTEBOOK', 'SUMMARY_COLUMNS', 'expand_grid',
            'parse_value', 'parse_assignments', 'run_name', 'parse_shard', 'take_shard', 'check_parameters',
-           'write_status', 'read_status', 'RunFailed', 'run_one', 'plan_sweep', 'run_sweep', 'read_history', 'run_row',
-           'collect_runs', 'collect_histories', 'mean_over_seeds', 'filter_runs', 'RunTable', 'plot_curves',
-           'plot_class_f1', 'experiments_parser', 'main']
+           'write_status', 'read_status', 'RunFailed', 'execute_run', 'plan_sweep', 'run_sweep', 'read_history',
+           'run_row', 'collect_runs', 'collect_histories', 'mean_over_seeds', 'filter_runs', 'RunBrowser',
+           'plot_curves', 'plot_class_f1', 'experiments_parser', 'main']
+
+# %% ../nbs/06_experiments.ipynb #506cb1f1
+__getattr__ = moved_names(__name__, {"run_one": "tinyaction.experiments.execute_run",
+                                     "RunTable": "tinyaction.experiments.RunBrowser"})
 
 # %% ../nbs/06_experiments.ipynb #6f4eaea1
 def expand_grid(grid: Mapping[str, Sequence]) -> list[dict]:
@@ -181,7 +186,7 @@ def _execute(notebook: Path, run_dir: Path, parameters: dict, torchrun: str | No
         raise RunFailed(f"{_last_error((run_dir / 'torchrun.log').read_text())} (torchrun exit code {code})")
 
 
-def run_one(notebook: str | Path, run_dir: Path, params: dict, fixed: dict, torchrun: str | None = None,
+def execute_run(notebook: str | Path, run_dir: Path, params: dict, fixed: dict, torchrun: str | None = None,
             kernel: str = "python3", cwd: str | Path | None = None) -> dict:
     "Run one configuration into `run_dir` (resuming what is there) and record how it went; returns its status."
     notebook, run_dir = Path(notebook), Path(run_dir)
@@ -213,7 +218,7 @@ def run_one(notebook: str | Path, run_dir: Path, params: dict, fixed: dict, torc
     return status
 
 # %% ../nbs/06_experiments.ipynb #a7b6518a
-def _plain(value: object) -> object:
+def _as_json_value(value: object) -> object:
     "`value` as it reads back from JSON, to compare parameters with a status file."
     return json.loads(json.dumps(value, default=str))
 
@@ -247,9 +252,10 @@ def plan_sweep(notebook: str | Path, configs: Mapping[str, Sequence] | Sequence[
         runs[name] = params
     for name, params in runs.items():
         status = read_status(Path(out_root) / name)
-        if status and (status["params"], status["fixed"]) != (_plain(params), _plain(fixed)):
+        if status and (status["params"], status["fixed"]) != (_as_json_value(params), _as_json_value(fixed)):
             raise ValueError(f"{Path(out_root) / name} holds a run of {status['params']} with {status['fixed']}, not "
-                             f"{_plain(params)} with {_plain(fixed)}: choose another out_root, or delete that folder")
+                             f"{_as_json_value(params)} with {_as_json_value(fixed)}: choose another out_root, "
+                             "or delete that folder")
     return runs
 
 # %% ../nbs/06_experiments.ipynb #1806d6ca
@@ -275,7 +281,7 @@ def run_sweep(notebook: str | Path,  # the notebook papermill runs for each conf
                 outcome[name] = "skipped"
             else:
                 bar.set_postfix(counts, running=name)
-                status = run_one(notebook, run_dir, runs[name], dict(fixed or {}), torchrun, kernel, cwd)
+                status = execute_run(notebook, run_dir, runs[name], dict(fixed or {}), torchrun, kernel, cwd)
                 outcome[name] = status["status"]
                 if status["status"] == "failed":
                     bar.write(f"{name}: failed: {status['error']}")
@@ -287,7 +293,7 @@ def run_sweep(notebook: str | Path,  # the notebook papermill runs for each conf
 METRICS = ("macro_f1", "micro_f1", "samples_f1", "macro_precision", "macro_recall")  # the final metrics in the table
 
 
-def _read_json(path: Path) -> dict:
+def _json_or_empty(path: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
@@ -299,14 +305,14 @@ def read_history(run_dir: Path) -> list[dict]:
 
 def run_row(run_dir: Path) -> dict:
     "A run's row of the table: parameters, state, final and best val metrics, per-class F1, wall time, config."
-    status, history, metrics = read_status(run_dir), read_history(run_dir), _read_json(Path(run_dir) / "metrics.json")
+    status, history, metrics = read_status(run_dir), read_history(run_dir), _json_or_empty(Path(run_dir) / "metrics.json")
     final = metrics or (history[-1] if history else {})
     best = max(history, key=lambda row: row["macro_f1"], default={})
     return {"run": Path(run_dir).name, **status["params"], "status": status["status"], "error": status["error"],
             **{key: final.get(key) for key in METRICS}, "best_macro_f1": best.get("macro_f1"),
             "best_epoch": best.get("epoch"), "epochs_done": len(history), "wall_seconds": status["total_seconds"],
             "attempts": status["attempts"], **{f"f1/{c['name']}": c["f1"] for c in metrics.get("per_class", [])},
-            **{f"config.{k}": v for k, v in _read_json(Path(run_dir) / "config.json").items()}, "path": str(run_dir)}
+            **{f"config.{k}": v for k, v in _json_or_empty(Path(run_dir) / "config.json").items()}, "path": str(run_dir)}
 
 # %% ../nbs/06_experiments.ipynb #2392554b
 def _run_dirs(out_root: str | Path) -> list[Path]:
@@ -364,7 +370,7 @@ def filter_runs(runs: pd.DataFrame, sort_by: str | None = None, ascending: bool 
     return runs.sort_values(sort_by, ascending=ascending, na_position="last") if sort_by else runs
 
 # %% ../nbs/06_experiments.ipynb #5b3f4ca9
-class RunTable(widgets.VBox):
+class RunBrowser(widgets.VBox):
     "The runs as a table, filtered by a value of each varied parameter and sorted by any column (ipywidgets)."
 
     def __init__(self, runs: pd.DataFrame, params: Sequence[str] | None = None, columns: Sequence[str] | None = None,

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from .data import TinyVirat, collate_clips, multi_hot
 from .metrics import average_scores
-from .models import autocast, clip_format
+from .models import autocast, input_memory_format
 from .zoo import contract_of
 
 # %% auto #0
@@ -56,7 +56,7 @@ def predict(model: nn.Module, dataset, num_clips: int | None = 5, reduce: str = 
         if clips.dim() == 5:
             clips = clips.unsqueeze(1)
         with autocast(device, amp):
-            logits = model(normalize(clips.flatten(0, 1).contiguous(memory_format=clip_format(model))))
+            logits = model(normalize(clips.flatten(0, 1).contiguous(memory_format=input_memory_format(model))))
         probs = torch.sigmoid(logits.float()).unflatten(0, clips.shape[:2])
         scores.append((probs.mean(1) if reduce == "mean" else probs.amax(1)).cpu())
         ids += list(batch_ids)

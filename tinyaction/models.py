@@ -18,11 +18,18 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.models.video import resnet as tv
 
+from .compat import moved_names
+
 # %% auto #0
-__all__ = ['AMP_MODES', 'HEAD_KEYS', 'mid_planes', 'TimePaddedConv3d', 'time_padded', 'Conv2Plus1D', 'BasicBlock', 'R2Plus1DStem',
-           'R2Plus1D', 'r2plus1d_18', 'r2plus1d_34', 'r2plus1d_tiny', 'torchvision_r2plus1d_34', 'count_flops',
-           'to_fast_path', 'clip_format', 'native_bf16', 'uses_bf16', 'autocast', 'read_state_dict', 'LoadReport',
-           'load_pretrained']
+__all__ = ['AMP_MODES', 'HEAD_KEYS', 'mid_planes', 'TimePaddedConv3d', 'use_time_padded_convs', 'Conv2Plus1D', 'BasicBlock',
+           'R2Plus1DStem', 'R2Plus1D', 'r2plus1d_18', 'r2plus1d_34', 'r2plus1d_tiny', 'torchvision_r2plus1d_34',
+           'count_flops', 'prepare_for_device', 'input_memory_format', 'native_bf16', 'uses_bf16', 'autocast',
+           'read_state_dict', 'LoadReport', 'load_pretrained']
+
+# %% ../nbs/01_models.ipynb #333ceb08
+__getattr__ = moved_names(__name__, {"to_fast_path": "tinyaction.models.prepare_for_device",
+                                     "clip_format": "tinyaction.models.input_memory_format",
+                                     "time_padded": "tinyaction.models.use_time_padded_convs"})
 
 # %% ../nbs/01_models.ipynb #e5b7c9c2
 def mid_planes(in_planes: int, out_planes: int, t: int = 3, d: int = 3) -> int:
@@ -41,7 +48,7 @@ class TimePaddedConv3d(nn.Conv3d):
                         self.dilation, self.groups)
 
 
-def time_padded(model: nn.Module) -> nn.Module:
+def use_time_padded_convs(model: nn.Module) -> nn.Module:
     "`model`, its 3D convs that pad time (with `nn.Conv3d`'s forward) made `TimePaddedConv3d`s in place: same values."
     for m in model.modules():
         if isinstance(m, nn.Conv3d) and type(m).forward is nn.Conv3d.forward and m.kernel_size[0] > 1 and m.padding[0]:
@@ -194,18 +201,18 @@ def _to_meta(model: nn.Module) -> nn.Module:
     return model if next(model.parameters()).device.type == "meta" else copy.deepcopy(model).to("meta")
 
 # %% ../nbs/01_models.ipynb #88e07d91
-def to_fast_path(model: nn.Module, device: str | torch.device = "cpu", channels_last: bool = True,
+def prepare_for_device(model: nn.Module, device: str | torch.device = "cpu", channels_last: bool = True,
                  cudnn_benchmark: bool = True) -> nn.Module:
-    "`model` moved to `device`, in channels_last_3d if asked, `time_padded`; cuDNN autotuning on when on CUDA and asked."
+    "`model` on `device`, in channels_last_3d if asked, with time-padded convs; cuDNN autotuning on when on CUDA and asked."
     device = torch.device(device)
-    time_padded(model)
+    use_time_padded_convs(model)
     model.to(device=device, memory_format=torch.channels_last_3d if channels_last else torch.contiguous_format)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = cudnn_benchmark
     return model
 
 # %% ../nbs/01_models.ipynb #ed8188f8
-def clip_format(model: nn.Module) -> torch.memory_format:
+def input_memory_format(model: nn.Module) -> torch.memory_format:
     "The memory format `model` wants its clips in: channels_last_3d if its first 5-D weight is stored so, else contiguous."
     weight = next((p for p in model.parameters() if p.dim() == 5), None)
     channels_last = (weight is not None and not weight.is_contiguous()

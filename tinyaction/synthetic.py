@@ -16,20 +16,11 @@ from pathlib import Path
 import numpy as np
 
 from .data import SPLIT_FILES
-from .video import PathLike, write_video
+from .video import StrPath, write_video
 
 # %% auto #0
-__all__ = ['SYNTHETIC_CLASSES', 'COLOR_LEVELS', 'SKIN_LEVELS', 'WALK_AREA_X', 'WALK_AREA_Y', 'STRIDE_SWING', 'GESTURE_AMPLITUDE',
-           'P_PERSON_MOTION', 'WALK_SPEED', 'RUN_SPEED', 'HEADING_SPREAD', 'START_SPREAD', 'PERSON_X0',
-           'P_GESTURE_STANDING', 'P_GESTURE_MOVING', 'P_CARRY_MOVING', 'P_CARRY_STANDING', 'PERSON_Y0', 'PERSON_SIZE',
-           'STANCE', 'ARM_REST', 'WAVE_RATE', 'VEHICLE_LABELS', 'P_VEHICLE_MOTION', 'VEHICLE_SPEED',
-           'VEHICLE_MAX_TRAVEL', 'TURN_DEGREES', 'RAMP_FRACTION', 'RAMP_MIN_FRAMES', 'RAMP_START', 'VEHICLE_START',
-           'VEHICLE_LENGTH', 'VEHICLE_WIDTH', 'BACKGROUND_LEVELS', 'TEXTURE_WAVES', 'WAVE_FREQUENCY', 'WAVE_AMPLITUDE',
-           'WAVE_TINT', 'P_NEAR_112', 'NEAR_112_HALF_SIDE', 'SIDE', 'SIDE_MODE', 'ASPECT', 'P_SHORT_CLIP',
-           'SHORT_FRAMES', 'P_TWO_SECONDS', 'TWO_SECONDS_FRAMES', 'OTHER_FRAMES', 'P_TWO_ACTORS', 'P_PERSON',
-           'CLUTTER_BOXES', 'CLUTTER_Y', 'P_PARKED', 'NOISE_STD', 'FLICKER', 'VAL_ID_STEP', 'CLIPS_PER_VIDEO',
-           'SYNTHETIC_CRF', 'LONG_TAIL_ORDER', 'MAX_SCENE_DRAWS', 'SYNTHETIC_VERSION', 'Person', 'Vehicle', 'Scene',
-           'long_tail_shares', 'make_synthetic', 'default_data_root', 'resolve_data_dir']
+__all__ = ['SYNTHETIC_CLASSES', 'LONG_TAIL_ORDER', 'SYNTHETIC_VERSION', 'long_tail_shares', 'make_synthetic', 'default_data_root',
+           'resolve_data_dir']
 
 # %% ../nbs/00b_synthetic.ipynb #c5a06415
 SYNTHETIC_CLASSES = ("activity_standing", "activity_walking", "activity_running", "activity_gesturing",
@@ -259,7 +250,7 @@ TEXTURE_WAVES = 4  # low-frequency waves summed into a texture: ground, shadows,
 WAVE_FREQUENCY = (-6, 6)  # cycles per frame side, each axis: smooth at any clip size
 WAVE_AMPLITUDE = (5, 25)  # grey levels: texture, but weaker than an actor's contrast
 WAVE_TINT = (0.5, 1)  # per-channel weight of a wave: coloured, not only grey, texture
-P_NEAR_112 = 0.35  # Fig. 1 of the seed: over 35% of TinyVIRAT clips are near 112x112
+P_NEAR_112 = 0.35  # Fig. 1 of the 2021 paper: over 35% of TinyVIRAT clips are near 112x112
 NEAR_112_HALF_SIDE = (54, 59)  # those are square, 108 to 116 pixels
 SIDE = (12, 128)  # the other clips' sides, TinyVIRAT's range of crop sizes
 SIDE_MODE = 60  # most crops are small: a triangular distribution peaking here
@@ -419,11 +410,11 @@ def _long_tail_anchors(seed: int, n: int, imbalance: float) -> list[int]:
 SYNTHETIC_VERSION = 3  # raised whenever the generator's output changes (3: deterministic H.264 encoding)
 
 
-def make_synthetic(root: PathLike,  # folder to write into; a finished dataset there with the same parameters is reused
+def make_synthetic(root: StrPath,  # folder to write into; a finished dataset there with the same parameters is reused
                    n_train: int = 800,  # clips in the train split
                    n_val: int = 200,  # clips in the val split
                    n_test: int = 200,  # clips in the test split, unlabelled as in TinyVIRAT's public test file
-                   seed: int = 0,  # the dataset, files included, is a function of the seed, the counts and `imbalance` only
+                   seed: int = 0,  # the dataset, files included, is a function of `seed`, the counts and `imbalance` only
                    imbalance: float = 1,  # R: train class counts fall from the head to R times fewer (1: the generator's own)
                    workers: int | None = None,  # encoding processes (None: one per core, at most 8); no effect on the output
                    ) -> Path:  # `root`
@@ -464,7 +455,7 @@ def default_data_root() -> Path:
     return repo_data if repo_data.is_dir() else Path.home() / ".cache" / "tinyaction"
 
 
-def resolve_data_dir(data_dir: PathLike | None) -> Path:
+def resolve_data_dir(data_dir: StrPath | None) -> Path:
     "The dataset folder to use: the given one, or the synthetic dataset (made on first use)."
     if data_dir is not None:
         return Path(data_dir)

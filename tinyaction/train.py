@@ -32,7 +32,7 @@ from .loaders import cache_splits, epoch_loader, gather_predictions, init_distri
 from .logs import RunLogger
 from .losses import AsymmetricLoss, DistributionBalancedLoss, FocalLoss
 from .metrics import multilabel_metrics
-from .models import AMP_MODES, autocast, clip_format, load_pretrained, to_fast_path, uses_bf16
+from .models import AMP_MODES, autocast, input_memory_format, load_pretrained, prepare_for_device, uses_bf16
 from .run_folder import claim_out_dir, resume_path, run_lock, trim_history, write_run_file
 from .synthetic import resolve_data_dir
 from .zoo import contract_of, get_model, list_models, model_info
@@ -57,7 +57,7 @@ __getattr__ = moved_names(__name__, {
     "run_epochs": "tinyaction.train.fit_run"})
 
 # %% ../nbs/03_train.ipynb #1943cd3e
-# over 60 lines: 46 fields, each with its comment, and the checks of their values
+# over 60 lines: 46 fields in 7 groups, each with its comment, and the checks of their values
 LOSSES = ("asl", "bce", "focal", "db")
 BALANCES = ("none", "repeat_factor")
 
@@ -65,17 +65,33 @@ BALANCES = ("none", "repeat_factor")
 @dataclass
 class TrainConfig:
     "Every parameter of a training run: the notebook's papermill parameters and the options of `python -m tinyaction.train`."
+    # data
     data_dir: str | None = None  # a TinyVIRAT-v2-layout folder; None makes or reuses the synthetic dataset
-    out_dir: str = "runs/demo"  # where config.json, history.jsonl, metrics.json and the checkpoints go
-    arch: str = "r2plus1d_tiny"  # a network of `tinyaction.zoo.list_models()`: its input contract sets the normalisation
-    pretrained: str | None = None  # a local weights file (e.g. an IG65M r2plus1d_34 .pth), or None
     clip_len: int | None = None  # frames per clip; None: the frames of the model's input contract
     size: int | None = None  # frames are resized to size x size; None: the side of the model's input contract
+    sampling: str = "segments"  # training frames: "segments" (one random frame per segment), "random" (the 2021 entry's), ...
+    val_clips: int = 1  # clips per video when validating after each epoch
+    val_sampling: str = "uniform"  # validation frames: evenly spaced by default
+    skip_errors: bool = False  # skip unreadable clips, with a warning, instead of stopping
+    cache: bool | str = "auto"  # decode each video once into memory: True, False, or "auto" (when it fits)
+
+    # model
+    arch: str = "r2plus1d_tiny"  # a network of `tinyaction.zoo.list_models()`: its input contract sets the normalisation
+    pretrained: str | None = None  # a local weights file (e.g. an IG65M r2plus1d_34 .pth), or None
+    freeze_bn: bool = False  # keep BatchNorm in eval mode while training (fixed statistics)
+    sync_bn: bool = True  # SyncBatchNorm across the GPU processes under torchrun
+
+    # optimisation
     epochs: int = 24  # passes over the training split
     batch_size: int = 16  # the global batch, shared by the processes under torchrun
     lr: float = 3e-3  # AdamW's peak learning rate
     weight_decay: float = 0.05  # AdamW's decoupled weight decay
-    loss: str = "bce"  # "bce", "asl" (the seed's), "focal" or "db" (distribution-balanced, for long tails)
+    warmup_epochs: float = 1.0  # length of the linear warmup, in epochs
+    grad_clip: float = 5.0  # largest gradient norm; larger gradients are scaled down
+    seed: int = 0  # seeds the initialisation, the order of each epoch and every frame draw
+
+    # loss
+    loss: str = "bce"  # "bce", "asl" (the 2021 entry's), "focal" or "db" (distribution-balanced, for long tails)
     gamma_neg: float = 4.0  # ASL's focusing exponent for negatives
     gamma_pos: float = 1.0  # ASL's focusing exponent for positives
     margin: float = 0.05  # ASL's probability margin m (formerly `clip`)
@@ -86,31 +102,28 @@ class TrainConfig:
     db_mu: float = 0.2  # DB loss: centre of the re-balancing weight's sigmoid
     db_kappa: float = 0.05  # DB loss: scale of the class-prior logit bias (negative-tolerant regularisation)
     db_neg_scale: float = 2.0  # DB loss: lambda, scale of the negatives' logits (their loss divided by it)
+
+    # long tail
     balance: str = "none"  # training clips: "none" (each once per epoch) or "repeat_factor" (LVIS's, by the rarest label)
     repeat_threshold: float = 0.1  # repeat_factor's t: classes in fewer than this fraction of clips repeat sqrt(t / f) times
-    teacher: str | None = None  # distillation: a training checkpoint or a train-split scores.npz (03a_distill); None: none
-    distill_weight: float = 1.0  # weight of the teacher's soft-target term added to the task loss
-    distill_temperature: float = 1.0  # temperature of the soft targets (the term is scaled by its square)
-    num_workers: int | str = "auto"  # loader processes per training process; "auto": the CPU cores it may use
-    device: str = "auto"  # "auto" (CUDA when available), "cpu", "cuda", "cuda:1", ...
-    amp: bool | str = "auto"  # bf16 autocast: "auto" (where the device computes bf16 natively), True, False
-    seed: int = 0  # seeds the initialisation, the order of each epoch and every frame draw
-    resume: str | None = None  # a checkpoint path, "auto" (out_dir/checkpoint_last.pt when there is one), or None
-    warmup_epochs: float = 1.0  # length of the linear warmup, in epochs
-    grad_clip: float = 5.0  # largest gradient norm; larger gradients are scaled down
-    sampling: str = "segments"  # training frames: "segments" (one random frame per segment), "random" (the seed's), ...
-    val_clips: int = 1  # clips per video when validating after each epoch
-    val_sampling: str = "uniform"  # validation frames: evenly spaced by default
     many_shot: int = 100  # val metrics: classes with more training clips than this are many-shot
     few_shot: int = 20  # val metrics: classes with fewer training clips than this are few-shot, the rest medium-shot
-    skip_errors: bool = False  # skip unreadable clips, with a warning, instead of stopping
-    cache: bool | str = "auto"  # decode each video once into memory: True, False, or "auto" (when it fits)
-    freeze_bn: bool = False  # keep BatchNorm in eval mode while training (fixed statistics)
-    sync_bn: bool = True  # SyncBatchNorm across the GPU processes under torchrun
+
+    # distillation
+    teacher: str | None = None  # distillation: a training checkpoint or a train-split scores.npz (02e_distill); None: none
+    distill_weight: float = 1.0  # weight of the teacher's soft-target term added to the task loss
+    distill_temperature: float = 1.0  # temperature of the soft targets (the term is scaled by its square)
+
+    # runtime
+    out_dir: str = "runs/demo"  # where config.json, history.jsonl, metrics.json and the checkpoints go
+    resume: str | None = None  # a checkpoint path, "auto" (out_dir/checkpoint_last.pt when there is one), or None
+    overwrite: bool = False  # start afresh in an out_dir that holds another run, deleting that run's files
+    device: str = "auto"  # "auto" (CUDA when available), "cpu", "cuda", "cuda:1", ...
+    num_workers: int | str = "auto"  # loader processes per training process; "auto": the CPU cores it may use
+    amp: bool | str = "auto"  # bf16 autocast: "auto" (where the device computes bf16 natively), True, False
     channels_last: bool = True  # weights and clips in channels_last_3d (the fast path)
     cudnn_benchmark: bool = True  # cuDNN autotuning on CUDA
     torch_compile: bool = False  # torch.compile the training network (a minute or more of compilation first)
-    overwrite: bool = False  # start afresh in an out_dir that holds another run, deleting that run's files
 
     ALIASES: ClassVar[dict[str, str]] = {"clip": "margin"}  # deprecated names of renamed fields
 
@@ -182,7 +195,7 @@ def train_step(model: nn.Module, clips: torch.Tensor, targets: torch.Tensor, cri
                optimizer: torch.optim.Optimizer, normalize: nn.Module, amp: bool | str = "auto", grad_clip: float = 5.0,
                distill: Distiller | None = None, ids: Sequence[str] | None = None) -> torch.Tensor:
     "One optimisation step on a uint8 batch already on the device (plus a teacher's term); returns the loss, detached."
-    inputs = normalize((distill.student_view(clips) if distill else clips).contiguous(memory_format=clip_format(model)))
+    inputs = normalize((distill.student_view(clips) if distill else clips).contiguous(memory_format=input_memory_format(model)))
     with autocast(clips.device, amp):
         logits = model(inputs)
     loss = criterion(logits.float(), targets)
@@ -290,7 +303,7 @@ def build_network(config: TrainConfig, num_classes: int, device: torch.device, w
     model = get_model(config.arch, num_classes=num_classes)
     if config.pretrained:
         print(load_pretrained(model, config.pretrained))
-    to_fast_path(model, device, config.channels_last, config.cudnn_benchmark)
+    prepare_for_device(model, device, config.channels_last, config.cudnn_benchmark)
     precision = "bf16 autocast" if uses_bf16(device, config.amp) else "fp32"
     print(f"{config.arch} on {device}, training in {precision} (amp={config.amp!r})")
     if world > 1 and config.sync_bn and device.type == "cuda":

@@ -16,12 +16,17 @@ import numpy as np
 import torch
 from torchvision.transforms.v2 import functional as TF
 
+from .compat import moved_names
+
 # %% auto #0
-__all__ = ['PathLike', 'Indices', 'DECODERS', 'Size', 'VideoReadError', 'write_video', 'DecodedFrames', 'decode_frames',
+__all__ = ['StrPath', 'Indices', 'DECODERS', 'Size', 'VideoReadError', 'write_video', 'DecodedFrames', 'decode_frames',
            'resize_frames', 'read_clip']
 
+# %% ../nbs/00_video.ipynb #c1611a76
+__getattr__ = moved_names(__name__, {"PathLike": "tinyaction.video.StrPath"})
+
 # %% ../nbs/00_video.ipynb #8b3af423
-PathLike = Union[str, os.PathLike]
+StrPath = Union[str, os.PathLike]
 Indices = Union[Sequence[int], np.ndarray, Callable[[int], np.ndarray], None]
 
 
@@ -41,7 +46,7 @@ def _resolve_indices(indices: Indices, num_frames: int, path: Path) -> np.ndarra
     return idx
 
 # %% ../nbs/00_video.ipynb #8d0113fd
-def write_video(path: PathLike, frames: np.ndarray, fps: int = 30, crf: int = 20, codec: str = "libx264",
+def write_video(path: StrPath, frames: np.ndarray, fps: int = 30, crf: int = 20, codec: str = "libx264",
                 pix_fmt: str = "yuv420p") -> Path:
     "Encode uint8 frames (T, H, W, 3) as a video; the container follows the suffix (.mp4, .avi, ...)."
     path = Path(path)
@@ -110,7 +115,7 @@ def _decode_decord(path: Path, indices: Indices) -> DecodedFrames | None:
     return DecodedFrames(frames, inverse, "decord")
 
 # %% ../nbs/00_video.ipynb #08441b0a
-def decode_frames(path: PathLike, indices: Indices = None) -> DecodedFrames:
+def decode_frames(path: StrPath, indices: Indices = None) -> DecodedFrames:
     "The asked frames of the video at `path`, each once, by decord where it is right, else by PyAV."
     path = Path(path)
     if not path.is_file():
@@ -140,7 +145,7 @@ def resize_frames(frames: np.ndarray | torch.Tensor, size: Size) -> torch.Tensor
     return resized.permute(0, 2, 3, 1)
 
 # %% ../nbs/00_video.ipynb #741be8cf
-def read_clip(path: PathLike,  # a video file FFmpeg can read (mp4, avi, mkv, ...)
+def read_clip(path: StrPath,  # a video file FFmpeg can read (mp4, avi, mkv, ...)
               indices: Indices = None,  # frame numbers, a function of the frame count giving them, or None for all
               size: Size | None = None,  # resize to this square side or (h, w); None keeps the native size
               ) -> np.ndarray:  # uint8 RGB (T, H, W, 3), one frame per asked index

@@ -17,7 +17,7 @@ from PIL import Image
 
 from .data import Record, load_class_map, load_split, multi_hot
 from .metrics import load_scores, multilabel_metrics
-from .video import PathLike, read_clip, resize_frames, write_video
+from .video import StrPath, read_clip, resize_frames, write_video
 from .zoo import model_info
 
 # %% auto #0
@@ -50,7 +50,7 @@ def png_strip(frames: np.ndarray, count: int = 8) -> bytes:
     return buffer.getvalue()
 
 # %% ../nbs/05_explore.ipynb #469ae33d
-def clip_media(path: PathLike, input_size: int = 112, fps: int = 15) -> tuple[bytes, bytes, bytes]:
+def clip_media(path: StrPath, input_size: int = 112, fps: int = 15) -> tuple[bytes, bytes, bytes]:
     "MP4 of the clip at `path` enlarged, MP4 of it resized to the `input_size` model input (doubled), and its PNG strip."
     frames = read_clip(path)
     native = enlarge(frames, zoom_for(*frames.shape[1:3]))
@@ -121,7 +121,7 @@ def filter_controls(classes: list[str], scored: bool) -> tuple[W.Dropdown, W.Tog
 
 # %% ../nbs/05_explore.ipynb #5cb2a6e3
 def match_scores(records: list[Record], classes: list[str],
-                 scores: PathLike | dict | None) -> tuple[list[Record], np.ndarray | None, np.ndarray, list[str]]:
+                 scores: StrPath | dict | None) -> tuple[list[Record], np.ndarray | None, np.ndarray, list[str]]:
     "The records that have scores, their scores (N, C) in record order, the thresholds, and the ids left unscored."
     if scores is None:
         return records, None, np.full(len(classes), 0.5), []
@@ -162,7 +162,7 @@ def describe_clip(record: Record, classes: list[str], scores: np.ndarray | None 
 class ClipBrowser(W.VBox):
     "Step through a split's clips, filtered by class, ground truth and error type, enlarged without blurring."
 
-    def __init__(self, root: PathLike, split: str = "val", scores: PathLike | dict | None = None,
+    def __init__(self, root: StrPath, split: str = "val", scores: StrPath | dict | None = None,
                  input_size: int | str = 112, fps: int = 15):
         self.classes = load_class_map(root)
         self.records, self.scores, self.thresholds, self.unscored = match_scores(load_split(root, split), self.classes, scores)
@@ -264,7 +264,7 @@ def score_histogram(scores: np.ndarray, truth: np.ndarray, threshold: float, cla
 class ErrorExplorer(W.VBox):
     "Per-class metrics, false-positive co-occurrence and score histograms of a scores.npz; a class opens its errors."
 
-    def __init__(self, scores: PathLike | dict, root: PathLike | None = None, split: str = "val"):
+    def __init__(self, scores: StrPath | dict, root: StrPath | None = None, split: str = "val"):
         self.data = scores if isinstance(scores, dict) else load_scores(scores)
         if self.data["targets"] is None:
             raise ValueError(f"{scores if not isinstance(scores, dict) else 'scores'}: no targets (an unlabelled "

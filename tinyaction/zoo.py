@@ -88,7 +88,7 @@ def _registry() -> dict[str, ModelInfo]:
     "Every name the zoo knows: the kit's networks, the IG65M checkpoints' layouts, torchvision's video models."
     ours = [ModelInfo("r2plus1d_tiny", r2plus1d_tiny, InputContract(frames=8, size=32), "tinyaction (CPU demo)"),
             ModelInfo("r2plus1d_34", partial(r2plus1d_34, ig65m=True), InputContract(frames=16, size=112),
-                      "IG65M layout, the seed's 16 frames")]
+                      "IG65M layout, the 2021 entry's 16 frames")]
     ig65m = [_ig65m_info(8, "ig65m", 487), _ig65m_info(32, "ig65m", 359), _ig65m_info(8, "kinetics", 400),
              _ig65m_info(32, "kinetics", 400)]
     torchvision_models = [_torchvision_info(name) for name in torchvision.models.list_models(module=tv_video)]
