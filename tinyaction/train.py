@@ -224,7 +224,7 @@ def check_finite(losses: list[torch.Tensor], batch_ids: list[list[str]], first: 
         raise NonFiniteLossError(f"loss is {losses[batch].item()} at epoch {epoch}, batch {batch} "
                                  f"(ids {batch_ids[batch][:4]}...); stopping, the last good checkpoint is kept")
 
-# %% ../nbs/03_train.ipynb #b69b17e7
+# %% ../nbs/03_train.ipynb #53326a81
 def freeze_batchnorm(model: nn.Module) -> nn.Module:
     "Put every BatchNorm layer of `model` in eval mode, so training uses and keeps its running statistics."
     for m in model.modules():
@@ -232,7 +232,7 @@ def freeze_batchnorm(model: nn.Module) -> nn.Module:
             m.eval()
     return model
 
-
+# %% ../nbs/03_train.ipynb #257d483b
 def train_epoch(model: nn.Module, loader: DataLoader, criterion: nn.Module, optimizer: torch.optim.Optimizer,
                     scheduler, device: torch.device, amp: bool, grad_clip: float, epoch: int,
                     freeze_bn: bool = False, normalize: nn.Module | None = None, distill: Distiller | None = None,
@@ -287,7 +287,7 @@ class TrainingRun:
         "The run's folder, `config.out_dir`."
         return Path(self.config.out_dir)
 
-# %% ../nbs/03_train.ipynb #a6dbea87
+# %% ../nbs/03_train.ipynb #0625b0dd
 def build_datasets(config: TrainConfig, train_size: int | None = None) -> tuple[TinyVirat, TinyVirat]:
     "The training (read at `train_size`, default `config.size`) and validation splits, cached in memory when asked."
     root = resolve_data_dir(config.data_dir)
@@ -297,7 +297,7 @@ def build_datasets(config: TrainConfig, train_size: int | None = None) -> tuple[
     cache_splits((train_set, val_set), config.cache, loader_workers(train_set, config))
     return train_set, val_set
 
-
+# %% ../nbs/03_train.ipynb #3750bc9d
 def build_network(config: TrainConfig, num_classes: int, device: torch.device, world: int) -> tuple[nn.Module, nn.Module]:
     "(model, net): the configured network on the fast path, and what trains it (DDP, compiled) where asked."
     model = get_model(config.arch, num_classes=num_classes)
@@ -312,7 +312,7 @@ def build_network(config: TrainConfig, num_classes: int, device: torch.device, w
         if world > 1 else model
     return model, torch.compile(net) if config.torch_compile else net
 
-
+# %% ../nbs/03_train.ipynb #7f6d16cd
 def check_splits(train_set: TinyVirat, val_set: TinyVirat, batch_size: int):
     "Refuse splits that would train or validate on nothing: every step takes a full batch, so fewer clips than it is none."
     if len(train_set) < batch_size:
@@ -321,7 +321,7 @@ def check_splits(train_set: TinyVirat, val_set: TinyVirat, batch_size: int):
     if len(val_set) == 0:
         raise ValueError(f"the val split of {val_set.root} has no clips: nothing to validate on")
 
-
+# %% ../nbs/03_train.ipynb #aa19a1f1
 FUSED_ADAMW = ("cuda", "cpu")  # devices with PyTorch's fused AdamW: one kernel for all parameters (4x faster here on CPU)
 
 
@@ -356,14 +356,14 @@ def validate(run: TrainingRun) -> tuple[dict, int]:
     groups = shot_groups(class_counts(run.train_set.records, run.train_set.classes), run.config.many_shot, run.config.few_shot)
     return multilabel_metrics(targets, scores, class_names=run.val_set.classes, shot_groups=groups), len(ids)
 
-# %% ../nbs/03_train.ipynb #aa8ff0ea
+# %% ../nbs/03_train.ipynb #784c80b4
 def fit_epoch(run: TrainingRun, epoch: int, logger: RunLogger | None = None) -> tuple[dict, dict]:
     "Train and validate epoch `epoch` (its steps logged to `logger`); returns its row of history.jsonl and its full metrics."
     start = time.time()
     loader = epoch_loader(run.train_set, run.config, epoch, run.device, run.rank, run.world)
     stats = train_epoch(run.net, loader, run.criterion, run.optimizer, run.scheduler, run.device, run.config.amp,
-                            run.config.grad_clip, epoch, run.config.freeze_bn, contract_of(run.model).normalize(), run.distill,
-                            logger)
+                        run.config.grad_clip, epoch, run.config.freeze_bn, contract_of(run.model).normalize(), run.distill,
+                        logger)
     train_seconds = time.time() - start
     metrics, scored = validate(run)
     seen, loss = sum_across_ranks([len(stats["seen"]), stats["train_loss"]], run.world)
@@ -373,7 +373,7 @@ def fit_epoch(run: TrainingRun, epoch: int, logger: RunLogger | None = None) -> 
            **{k: v for k, v in metrics.items() if k != "per_class"}}
     return row, metrics
 
-
+# %% ../nbs/03_train.ipynb #008ec3c2
 def save_epoch(run: TrainingRun, row: dict, best_f1: float, best_epoch: int, logger: RunLogger | None = None):
     "Append the epoch's row to history.jsonl (and `logger`) and write checkpoint_last.pt (and checkpoint_best.pt if best)."
     with (run.out / "history.jsonl").open("a") as f:
@@ -421,7 +421,7 @@ def start_or_resume(run: TrainingRun) -> tuple[int, float, int]:
         trim_history(run.out / "history.jsonl", start - 1)
     return start, best_f1, best_epoch
 
-# %% ../nbs/03_train.ipynb #11830bce
+# %% ../nbs/03_train.ipynb #28269250
 def fit_run(run: TrainingRun, stop_after_epochs: int | None = None) -> dict:
     "Start or resume `run`, train and validate its epochs, and write its outputs; returns the final metrics."
     start, best_f1, best_epoch = start_or_resume(run)
@@ -446,7 +446,7 @@ def fit_run(run: TrainingRun, stop_after_epochs: int | None = None) -> dict:
             logger.log_classes(run.scheduler.last_epoch - 1, final["per_class"])
     return final
 
-
+# %% ../nbs/03_train.ipynb #1c83cd4d
 def fit(config: TrainConfig, stop_after_epochs: int | None = None) -> dict:
     "Train and validate as configured (on every process torchrun starts); returns the final metrics."
     run = build_run(config)
