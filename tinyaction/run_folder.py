@@ -51,16 +51,21 @@ def run_lock(out: Path):
     "Hold `out/run.lock` while a run writes to `out`; another run into `out` meanwhile fails, naming this one."
     out.mkdir(parents=True, exist_ok=True)
     lock = out / LOCK_FILE
-    if lock.exists() and process_gone(_lock_owner(lock)):
-        lock.unlink()
+    if lock.exists():
+        owner = _lock_owner(lock)
+        if not owner or process_gone(owner):  # empty or unreadable: a lock whose writing failed, such as on a full disk
+            lock.unlink(missing_ok=True)
+    part = out / f".{LOCK_FILE}.{socket.gethostname()}.{os.getpid()}"
     try:
-        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        part.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                                    "started": time.strftime("%Y-%m-%d %H:%M:%S")}))
+        os.link(part, lock)  # the lock appears whole or not at all, and only if no other run holds it
     except FileExistsError:
         owner = _lock_owner(lock)
         raise RunFolderError(f"{out} is in use by another run (pid {owner.get('pid')} on {owner.get('host')}, started "
                              f"{owner.get('started')}); wait for it to end or choose another out_dir") from None
-    with os.fdopen(fd, "w") as f:
-        json.dump({"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}, f)
+    finally:
+        part.unlink(missing_ok=True)
     try:
         yield lock
     finally:

@@ -41,7 +41,7 @@ from .zoo import contract_of, get_model, list_models, model_info
 __all__ = ['LOSSES', 'BALANCES', 'FINITE_CHECK_EVERY', 'FUSED_ADAMW', 'TrainConfig', 'build_loss', 'build_scheduler',
            'train_step', 'NonFiniteLossError', 'check_finite', 'freeze_batchnorm', 'train_epoch', 'TrainingRun',
            'build_datasets', 'build_network', 'check_splits', 'build_run', 'validate', 'fit_epoch', 'save_epoch',
-           'read_resume_checkpoint', 'start_or_resume', 'fit_run', 'fit', 'main']
+           'read_resume_checkpoint', 'resume_changes', 'start_or_resume', 'fit_run', 'fit', 'main']
 
 # %% ../nbs/03_train.ipynb #fb045283
 __getattr__ = moved_names(__name__, {
@@ -126,6 +126,10 @@ class TrainConfig:
     torch_compile: bool = False  # torch.compile the training network (a minute or more of compilation first)
 
     ALIASES: ClassVar[dict[str, str]] = {"clip": "margin"}  # deprecated names of renamed fields
+    # what a resumed run may change: how long it runs, where and how fast; not what it learns from or how
+    RESUMABLE: ClassVar[tuple[str, ...]] = ("epochs", "resume", "overwrite", "out_dir", "data_dir", "device", "num_workers",
+                                            "amp", "cache", "skip_errors", "channels_last", "cudnn_benchmark",
+                                            "torch_compile", "sync_bn")
 
     def __post_init__(self):
         coerce_fields(self)
@@ -404,6 +408,18 @@ def read_resume_checkpoint(path: Path, run: TrainingRun) -> Checkpoint:
                          f"{ours[0]} on {len(ours[1])} classes {ours[1]}: resume a checkpoint of this run")
     return checkpoint
 
+# %% ../nbs/03_train.ipynb #97d0319a
+def resume_changes(saved: dict, config: TrainConfig, path: Path) -> dict[str, tuple]:
+    "Parameters that differ from the checkpoint's run: name -> (saved, now); an error naming those that may not change."
+    now = asdict(config)
+    changed = {name: (saved[name], value) for name, value in now.items() if name in saved and saved[name] != value}
+    refused = [f"{name} {old!r} (now {new!r})" for name, (old, new) in changed.items() if name not in TrainConfig.RESUMABLE]
+    if refused:
+        raise ConfigError("resume", str(path), f"a run with the same parameters; the checkpoint was trained with "
+                          f"{', '.join(refused)}. Only {list(TrainConfig.RESUMABLE)} may change when a run resumes: "
+                          "start a new run (another out_dir, or overwrite=True) for the others")
+    return changed
+
 # %% ../nbs/03_train.ipynb #2d87d252
 def start_or_resume(run: TrainingRun) -> tuple[int, float, int]:
     "(first epoch, best macro F1, best epoch) of the run, restoring its state from a checkpoint when resuming."
@@ -413,6 +429,8 @@ def start_or_resume(run: TrainingRun) -> tuple[int, float, int]:
     start, best_f1, best_epoch = 0, -1.0, -1
     if path is not None:
         checkpoint = read_resume_checkpoint(path, run)
+        for name, (old, new) in resume_changes(checkpoint.config, run.config, path).items():
+            print(f"resuming with {name} {new!r} (the checkpoint's run had {old!r})")
         restore(checkpoint, run.model, run.optimizer, run.scheduler)
         start, best_f1, best_epoch = checkpoint.epoch + 1, checkpoint.best_f1, checkpoint.best_epoch
         print(f"resumed from {path} at epoch {start}")
