@@ -47,7 +47,7 @@ def write_answer(path: str | Path, ids: Sequence[str], y_pred: np.ndarray) -> Pa
     path.write_text("".join(f"{i} {' '.join(map(str, row))}\n" for i, row in zip(ids, y_pred)))
     return path
 
-
+# %% ../nbs/04_evaluate.ipynb #09b41003
 def read_answer(path: str | Path, num_classes: int | None = None) -> tuple[list[str], np.ndarray]:
     "Ids and 0/1 predictions (N, C) from an answer.txt, checking every line."
     ids, rows = [], []
@@ -84,7 +84,7 @@ def _checkpoint_paths(value: str | list) -> str | list[str]:
         raise ConfigError("checkpoint", value, "a path, a list of paths or paths separated by commas, none of them empty")
     return [os.fspath(p).strip() for p in paths]
 
-
+# %% ../nbs/04_evaluate.ipynb #e0a403b4
 @dataclass
 class EvalConfig:
     "Every parameter of an evaluation: the notebook's papermill parameters and the options of `python -m tinyaction.evaluate`."
@@ -127,7 +127,7 @@ def _with_ci(metrics: dict, name: str) -> str:
     low, high = metrics[f"{name}_ci"]
     return f"{metrics[name]:.4f} [{low:.4f}, {high:.4f}]"
 
-
+# %% ../nbs/04_evaluate.ipynb #6c473810
 @dataclass
 class EvalReport:
     "What evaluating a checkpoint on a split gave, and the files it wrote."

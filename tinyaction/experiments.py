@@ -66,7 +66,7 @@ def parse_value(text: str) -> object:
             pass
     return text
 
-
+# %% ../nbs/06_experiments.ipynb #61f69766
 def parse_assignments(items: Sequence[str], lists: bool) -> dict:
     "`name=value` items as a dict; with `lists`, `name=v1,v2,...` as a dict of lists (a grid)."
     values = {}
@@ -104,7 +104,7 @@ def parse_shard(text: str) -> tuple[int, int]:
         raise ConfigError("shard", text, "i/n with 1 <= i <= n, such as 2/4")
     return int(match[1]), int(match[2])
 
-
+# %% ../nbs/06_experiments.ipynb #c4164885
 def take_shard(configs: Sequence, index: int, count: int) -> list:
     "The configurations of shard `index` of `count` (from 1): every `count`-th, so the shards cover them once."
     if not 1 <= index <= count:
@@ -139,7 +139,7 @@ def write_status(run_dir: Path, status: dict):
     part.write_text(json.dumps(status, indent=1))
     os.replace(part, run_dir / STATUS_FILE)
 
-
+# %% ../nbs/06_experiments.ipynb #652d79a7
 def read_status(run_dir: Path) -> dict | None:
     "The status of the run in `run_dir` (None if it never started); `running` by a process that is gone reads `interrupted`."
     path = Path(run_dir) / STATUS_FILE
@@ -150,11 +150,11 @@ def read_status(run_dir: Path) -> dict | None:
         status["status"] = "interrupted"
     return status
 
-# %% ../nbs/06_experiments.ipynb #b0464cb3
-def _now() -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S")
+# %% ../nbs/06_experiments.ipynb #e5dcd93d
+class RunFailed(RuntimeError):
+    "A run whose notebook (or torchrun command) stopped with an error; the message is that error."
 
-
+# %% ../nbs/06_experiments.ipynb #9abd976f
 def _last_error(log: str) -> str:
     "The last exception line of a process torchrun started (not torchrun's own ChildFailedError), or the log's last line."
     lines = [re.sub(r"^\[rank\d+\]:\s*", "", line) for line in log.strip().splitlines()] or [""]
@@ -162,11 +162,7 @@ def _last_error(log: str) -> str:
               and not line.startswith("torch.distributed.elastic.")]
     return (errors or lines)[-1]
 
-
-class RunFailed(RuntimeError):
-    "A run whose notebook (or torchrun command) stopped with an error; the message is that error."
-
-
+# %% ../nbs/06_experiments.ipynb #4b708c12
 def _execute(notebook: Path, run_dir: Path, parameters: dict, torchrun: str | None, kernel: str, cwd: Path | None):
     "Run the notebook with papermill, or tinyaction.train under torchrun; `RunFailed` with its error if it fails."
     if torchrun is None:
@@ -184,6 +180,11 @@ def _execute(notebook: Path, run_dir: Path, parameters: dict, torchrun: str | No
         code = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, cwd=cwd).returncode
     if code:
         raise RunFailed(f"{_last_error((run_dir / 'torchrun.log').read_text())} (torchrun exit code {code})")
+
+# %% ../nbs/06_experiments.ipynb #b0464cb3
+def _now() -> str:
+    "The local time as text, for status.json."
+    return time.strftime("%Y-%m-%d %H:%M:%S")
 
 
 def execute_run(notebook: str | Path, run_dir: Path, params: dict, fixed: dict, torchrun: str | None = None,
@@ -217,12 +218,7 @@ def execute_run(notebook: str | Path, run_dir: Path, params: dict, fixed: dict, 
         write_status(run_dir, status)
     return status
 
-# %% ../nbs/06_experiments.ipynb #a7b6518a
-def _as_json_value(value: object) -> object:
-    "`value` as it reads back from JSON, to compare parameters with a status file."
-    return json.loads(json.dumps(value, default=str))
-
-
+# %% ../nbs/06_experiments.ipynb #d496ae3e
 def _configurations(configs: Mapping[str, Sequence] | Sequence[Mapping[str, object]]) -> list[dict]:
     "A grid expanded, or a list of configurations copied."
     if isinstance(configs, Mapping):
@@ -231,7 +227,12 @@ def _configurations(configs: Mapping[str, Sequence] | Sequence[Mapping[str, obje
         raise ConfigError("configs", configs, "a grid (a dict of lists) or a list of dicts of parameters")
     return [dict(c) for c in configs]
 
+# %% ../nbs/06_experiments.ipynb #e6c46792
+def _as_json_value(value: object) -> object:
+    "`value` as it reads back from JSON, to compare parameters with a status file."
+    return json.loads(json.dumps(value, default=str))
 
+# %% ../nbs/06_experiments.ipynb #a7b6518a
 def plan_sweep(notebook: str | Path, configs: Mapping[str, Sequence] | Sequence[Mapping[str, object]], out_root: str | Path,
                fixed: Mapping[str, object] | None = None, torchrun: str | None = None) -> dict[str, dict]:
     "The sweep's runs, name -> parameters, checked against the notebook, each other and the folders already in `out_root`."
@@ -289,18 +290,19 @@ def run_sweep(notebook: str | Path,  # the notebook papermill runs for each conf
             bar.set_postfix(counts)
     return outcome
 
+# %% ../nbs/06_experiments.ipynb #46623567
+def read_history(run_dir: Path) -> list[dict]:
+    "The rows of `run_dir/history.jsonl` (none if there is no file)."
+    path = Path(run_dir) / "history.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+
 # %% ../nbs/06_experiments.ipynb #94fde53a
 METRICS = ("macro_f1", "micro_f1", "samples_f1", "macro_precision", "macro_recall")  # the final metrics in the table
 
 
 def _json_or_empty(path: Path) -> dict:
+    "The JSON file at `path` as a dict; {} if there is none."
     return json.loads(path.read_text()) if path.is_file() else {}
-
-
-def read_history(run_dir: Path) -> list[dict]:
-    "The rows of `run_dir/history.jsonl` (none if there is no file)."
-    path = Path(run_dir) / "history.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
 
 
 def run_row(run_dir: Path) -> dict:
@@ -322,7 +324,7 @@ def _run_dirs(out_root: str | Path) -> list[Path]:
         raise FileNotFoundError(f"no runs in {out_root}: no folder there holds a {STATUS_FILE}")
     return run_dirs
 
-
+# %% ../nbs/06_experiments.ipynb #9dc55aa7
 def collect_runs(out_root: str | Path) -> pd.DataFrame:
     "One row per run of the sweep in `out_root` (see `run_row`); `attrs['params']` lists the varied parameters."
     run_dirs = _run_dirs(out_root)
@@ -425,7 +427,6 @@ def plot_class_f1(runs: pd.DataFrame) -> go.Figure:
 
 # %% ../nbs/06_experiments.ipynb #5ba0d49e
 DEFAULT_NOTEBOOK = "nbs/03_train.ipynb"
-SUMMARY_COLUMNS = ("status", "macro_f1", "best_macro_f1", "best_epoch", "wall_seconds")  # what `collect` prints
 
 
 def experiments_parser() -> argparse.ArgumentParser:
@@ -447,7 +448,7 @@ def experiments_parser() -> argparse.ArgumentParser:
     collect.add_argument("--csv", help="where to write the table (default: OUT_ROOT/runs.csv)")
     return parser
 
-
+# %% ../nbs/06_experiments.ipynb #775a8d17
 def _sweep(args: argparse.Namespace) -> int:
     "Run the sweep the options describe; 1 if a run failed."
     configs = parse_assignments(args.grid, lists=True) if args.grid else json.loads(Path(args.configs).read_text())
@@ -457,6 +458,9 @@ def _sweep(args: argparse.Namespace) -> int:
     print(f"{len(outcome)} runs in {args.out_root} (shard {args.shard}): {counts['done']} done, {counts['failed']} failed, "
           f"{counts['skipped']} skipped (done before)")
     return 1 if counts["failed"] else 0
+
+# %% ../nbs/06_experiments.ipynb #063ecaf1
+SUMMARY_COLUMNS = ("status", "macro_f1", "best_macro_f1", "best_epoch", "wall_seconds")  # what `collect` prints
 
 
 def _collect(args: argparse.Namespace) -> int:
@@ -474,7 +478,7 @@ def _collect(args: argparse.Namespace) -> int:
     print(f"\n{len(runs)} runs; table written to {csv}")
     return 0
 
-
+# %% ../nbs/06_experiments.ipynb #cdab2bed
 def main(argv: Sequence[str] | None = None) -> int:
     "`python -m tinyaction.experiments sweep ...` or `... collect OUT_ROOT`; returns the exit status."
     args = experiments_parser().parse_args(argv)

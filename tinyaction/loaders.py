@@ -37,7 +37,7 @@ def auto_workers() -> int:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     return max(1, cores // int(os.environ.get("LOCAL_WORLD_SIZE", 1)))
 
-
+# %% ../nbs/02g_loaders.ipynb #179c8ad3
 def loader_workers(dataset: TinyVirat, config: LoaderSettings) -> int:
     "Loader processes for `dataset`: none for a cached split (its items are cheap slices of memory), else as configured."
     if dataset.videos is not None:
@@ -91,7 +91,7 @@ def init_distributed(device: str) -> tuple[int, int, torch.device]:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return rank, world, device
 
-
+# %% ../nbs/02g_loaders.ipynb #de93f934
 def gather_predictions(ids: list[str], scores: np.ndarray, dataset: TinyVirat, world: int) -> tuple[list[str], np.ndarray]:
     "Every rank's (ids, scores), back in dataset order."
     if world == 1:
@@ -102,7 +102,7 @@ def gather_predictions(ids: list[str], scores: np.ndarray, dataset: TinyVirat, w
     rows = sorted((order[i], i, row) for shard_ids, shard_scores in shards for i, row in zip(shard_ids, shard_scores))
     return [i for _, i, _ in rows], np.stack([row for _, _, row in rows])
 
-
+# %% ../nbs/02g_loaders.ipynb #09cb7228
 def sum_across_ranks(values: list[float], world: int) -> list[float]:
     "Sums of `values` over the ranks."
     if world == 1:

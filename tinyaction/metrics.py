@@ -22,12 +22,12 @@ def _safe_div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     num, den = np.asarray(num, float), np.asarray(den, float)
     return np.divide(num, den, out=np.zeros_like(num), where=den > 0)
 
-
+# %% ../nbs/02c_metrics.ipynb #5031eef3
 def _prf(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     "Precision, recall and F1 from counts."
     return _safe_div(tp, tp + fp), _safe_div(tp, tp + fn), _safe_div(2 * tp, 2 * tp + fp + fn)
 
-
+# %% ../nbs/02c_metrics.ipynb #4c71b79b
 def multilabel_metrics(y_true: np.ndarray, y_score: np.ndarray, threshold: float | Sequence[float] = 0.5,
                        class_names: Sequence[str] | None = None, shot_groups: dict[str, Sequence[int]] | None = None) -> dict:
     "Macro, micro and per-sample precision/recall/F1, per-class values, and macro F1 per shot group if given."
@@ -83,7 +83,7 @@ def save_thresholds(path: str | Path, thresholds: Sequence[float], classes: Sequ
     path.write_text(json.dumps({"classes": list(classes), "thresholds": [float(t) for t in thresholds]}, indent=1))
     return path
 
-
+# %% ../nbs/02c_metrics.ipynb #43ec8de3
 def load_thresholds(path: str | Path, classes: Sequence[str]) -> np.ndarray:
     "Per-class thresholds from a JSON file written by `save_thresholds`, checked against `classes` and [0, 1]."
     try:
@@ -111,7 +111,7 @@ def save_scores(path: str | Path, ids: Sequence[str], scores: np.ndarray, classe
     np.savez_compressed(path, **arrays)
     return path
 
-
+# %% ../nbs/02c_metrics.ipynb #093e2a33
 def load_scores(path: str | Path) -> dict:
     "The arrays of a scores.npz as a dict, shapes checked; `targets` is None for an unlabelled split."
     with np.load(path) as f:
@@ -172,7 +172,7 @@ def average_scores(runs: Sequence[dict], names: Sequence[str], thresholds: float
             "thresholds": np.broadcast_to(np.asarray(thresholds, dtype=float), (len(classes),)).copy(),
             "targets": next((r["targets"] for r in aligned if r.get("targets") is not None), None)}
 
-
+# %% ../nbs/02c_metrics.ipynb #2421967c
 def average_score_files(paths: Sequence[str | Path], thresholds: float | Sequence[float] = 0.5) -> dict:
     "The ensemble of earlier runs' scores.npz files, without their networks: `average_scores` of the loaded files."
     return average_scores([load_scores(p) for p in paths], [str(p) for p in paths], thresholds)
@@ -184,7 +184,7 @@ def resample_counts(n: int, n_resamples: int = 1000, seed: int = 0) -> np.ndarra
         raise ValueError(f"a bootstrap needs at least one video and one resample, got {n} videos, {n_resamples} resamples")
     return np.random.default_rng(seed).multinomial(n, np.full(n, 1 / n), size=n_resamples)
 
-
+# %% ../nbs/02c_metrics.ipynb #42566c56
 def resampled_macro(y_true: np.ndarray, y_score: np.ndarray, threshold: float | Sequence[float],
                     counts: np.ndarray) -> dict[str, np.ndarray]:
     "Macro F1, precision and recall (each of shape (resamples,)) of scores thresholded at `threshold`, on the resamples `counts`."
@@ -202,7 +202,7 @@ def _percentiles(values: np.ndarray, confidence: float) -> list[float]:
     tail = (1 - confidence) / 2
     return np.quantile(values, [tail, 1 - tail]).tolist()
 
-
+# %% ../nbs/02c_metrics.ipynb #731dbedb
 def bootstrap_ci(y_true: np.ndarray, y_score: np.ndarray, threshold: float | Sequence[float] = 0.5,
                  n_resamples: int = 1000, confidence: float = 0.95, seed: int = 0) -> dict[str, list[float]]:
     "Percentile bootstrap intervals over videos of macro F1, precision and recall: {'macro_f1_ci': [low, high], ...}."
@@ -242,7 +242,7 @@ def paired_bootstrap(run_a: dict, run_b: dict, names: Sequence[str] = ("a", "b")
             "difference_ci": _percentiles(b_f1 - a_f1, confidence),
             "sign_flip": float(np.mean(np.sign(b_f1 - a_f1) != np.sign(difference)))}
 
-
+# %% ../nbs/02c_metrics.ipynb #d4061c3f
 def compare_score_files(path_a: str | Path, path_b: str | Path, n_resamples: int = 1000, confidence: float = 0.95,
                         seed: int = 0) -> dict:
     "`paired_bootstrap` of two runs' scores.npz files: macro F1 of b - a, its interval and how often its sign flips."
