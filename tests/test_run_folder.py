@@ -149,3 +149,33 @@ def test_cache_auto_says_why_it_does_not_cache(synthetic_root, capsys):
     huge = TinyVirat(synthetic_root, "val", clip_len=4, size=8192)
     cache_splits([huge], "auto", workers=1)
     assert "not caching: the splits need" in capsys.readouterr().out and huge.videos is None
+
+
+def test_an_empty_lock_left_by_a_full_disk_is_stale(synthetic_root, tmp_path):
+    # a lock created but never written (ENOSPC) used to refuse every later run: "in use by another run (pid None on None)"
+    out = tmp_path / "empty_lock"
+    out.mkdir()
+    (out / "run.lock").write_text("")
+    fit(tiny_config(synthetic_root, out, epochs=1))
+    assert not (out / "run.lock").exists() and (out / "checkpoint_last.pt").is_file()
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".run.lock")]
+
+
+def test_a_resume_that_changes_what_the_run_learns_is_refused_and_changes_nothing(synthetic_root, tmp_path):
+    out = tmp_path / "changed"
+    fit(tiny_config(synthetic_root, out, epochs=2), stop_after_epochs=1)
+    before = snapshot(out)
+    with pytest.raises(ConfigError, match=r"trained with lr 0.01 \(now 0.5\), loss 'bce' \(now 'asl'\)\. Only \["):
+        fit(tiny_config(synthetic_root, out, epochs=2, resume="auto", lr=0.5, loss="asl"))
+    assert snapshot(out) == before  # config.json included: a refused resume rewrites nothing
+
+
+def test_a_resume_may_train_longer_and_says_so(synthetic_root, tmp_path, capsys):
+    out = tmp_path / "longer"
+    fit(tiny_config(synthetic_root, out, epochs=1))
+    final = fit(tiny_config(synthetic_root, out, epochs=2, resume="auto", num_workers=1))
+    printed = capsys.readouterr().out
+    assert "resuming with epochs 2 (the checkpoint's run had 1)" in printed and "resuming with num_workers 1" in printed
+    assert json.loads((out / "config.json").read_text())["epochs"] == 2
+    assert [json.loads(line)["epoch"] for line in (out / "history.jsonl").read_text().splitlines()] == [0, 1]
+    assert final["best_epoch"] in (0, 1)
