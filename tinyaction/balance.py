@@ -18,12 +18,12 @@ from .data import Record, multi_hot
 __all__ = ['MANY_SHOT', 'FEW_SHOT', 'COPY_SEED_STRIDE', 'label_matrix', 'class_counts', 'shot_groups', 'shot_table',
            'repeat_factors', 'RepeatFactorSampler', 'RepeatedClips']
 
-# %% ../nbs/00c_balance.ipynb #37a87cf1
+# %% ../nbs/00c_balance.ipynb #6b4db1fa
 def label_matrix(records: Sequence[Record], classes: Sequence[str]) -> np.ndarray:
     "Multi-hot targets (clips, classes) of `records`, float32."
     return np.stack([multi_hot(r, classes) for r in records]) if records else np.zeros((0, len(classes)), np.float32)
 
-
+# %% ../nbs/00c_balance.ipynb #37a87cf1
 def class_counts(records: Sequence[Record], classes: Sequence[str]) -> np.ndarray:
     "How many of `records` show each class, int64 (classes,)."
     return label_matrix(records, classes).sum(0).astype(np.int64)

@@ -49,7 +49,7 @@ def parse_bool(value: object, name: str = "value") -> bool:
         return word in TRUE_WORDS
     raise ConfigError(name, value, f"a boolean ({'/'.join(TRUE_WORDS)} or {'/'.join(FALSE_WORDS)})")
 
-# %% ../nbs/02a_config.ipynb #a1f65b8d
+# %% ../nbs/02a_config.ipynb #df418d13
 NONE_WORDS = ("none", "null", "")
 
 
@@ -76,7 +76,7 @@ def _coerce_one(value: object, kind: type, name: str) -> object:
         return os.fspath(value)
     raise ConfigError(name, value, "None" if kind is type(None) else f"{'an' if kind is int else 'a'} {kind.__name__}")
 
-
+# %% ../nbs/02a_config.ipynb #a1f65b8d
 def coerce(value: object, annotation: Any, name: str = "value") -> object:
     "`value` converted to `annotation` (a type or a union of types, tried in order), or a `ConfigError`."
     kinds = typing.get_args(annotation) if typing.get_origin(annotation) in (Union, types.UnionType) else (annotation,)
@@ -93,16 +93,13 @@ def coerce(value: object, annotation: Any, name: str = "value") -> object:
             allowed.append(e.allowed)
     raise ConfigError(name, value, " or ".join(allowed))
 
-# %% ../nbs/02a_config.ipynb #921e85dc
-ConfigT = TypeVar("ConfigT")
-
-
+# %% ../nbs/02a_config.ipynb #9eae3938
 def field_types(cls: type) -> dict[str, Any]:
     "The resolved type of each field of the dataclass `cls`, in field order."
     hints = typing.get_type_hints(cls)
     return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
 
-
+# %% ../nbs/02a_config.ipynb #77e478ad
 def _renamed(cls: type, values: Mapping[str, object]) -> dict[str, object]:
     "`values` with the deprecated names of `cls.ALIASES` replaced by the new ones, warning once per name."
     values = dict(values)
@@ -112,11 +109,14 @@ def _renamed(cls: type, values: Mapping[str, object]) -> dict[str, object]:
             values[new] = values.pop(old)
     return values
 
-
+# %% ../nbs/02a_config.ipynb #4ada52c2
 def coerce_fields(config: object) -> None:
     "Convert every field of the dataclass instance `config` to its declared type, in place (for `__post_init__`)."
     for name, kind in field_types(type(config)).items():
         setattr(config, name, coerce(getattr(config, name), kind, name))
+
+# %% ../nbs/02a_config.ipynb #921e85dc
+ConfigT = TypeVar("ConfigT")
 
 
 def make_config(cls: type[ConfigT], values: Mapping[str, object], ignore_unknown: bool = False) -> ConfigT:
@@ -129,14 +129,14 @@ def make_config(cls: type[ConfigT], values: Mapping[str, object], ignore_unknown
         raise ConfigError(unknown[0], values[unknown[0]], f"one of the parameters {list(types_)}")
     return cls(**{name: coerce(value, types_[name], name) for name, value in values.items()})
 
-# %% ../nbs/02a_config.ipynb #3604e56c
-_FIELD = re.compile(r"^\s+(\w+)\s*:")  # an annotated name in a class body: a field
-
-
+# %% ../nbs/02a_config.ipynb #5be308ae
 def _comments(source: str) -> dict[int, tuple[str, bool]]:
     "Line number -> (text, whether it stands alone on its line) of each comment in `source`."
     return {tok.start[0]: (tok.string.lstrip("#").strip(), not tok.line[:tok.start[1]].strip())
             for tok in tokenize.generate_tokens(io.StringIO(source).readline) if tok.type == tokenize.COMMENT}
+
+# %% ../nbs/02a_config.ipynb #ae8fdfc9
+_FIELD = re.compile(r"^\s+(\w+)\s*:")  # an annotated name in a class body: a field
 
 
 def field_docs(cls: type) -> dict[str, tuple[str | None, str]]:
@@ -155,7 +155,7 @@ def field_docs(cls: type) -> dict[str, tuple[str | None, str]]:
             docs[field.group(1)] = (heading, comment)
     return docs
 
-
+# %% ../nbs/02a_config.ipynb #3604e56c
 def field_groups(cls: type) -> dict[str | None, list[str]]:
     "The fields of the dataclass `cls` under the headings of `field_docs`, in field order (None: no heading)."
     docs, groups = field_docs(cls), {}
@@ -163,7 +163,7 @@ def field_groups(cls: type) -> dict[str | None, list[str]]:
         groups.setdefault(docs.get(f.name, (None, ""))[0], []).append(f.name)
     return groups
 
-# %% ../nbs/02a_config.ipynb #52d91a2c
+# %% ../nbs/02a_config.ipynb #a381c637
 def config_parser(cls: type, prog: str, description: str | None = None) -> argparse.ArgumentParser:
     "A parser with a `--name VALUE` option for every field of the dataclass `cls` (and its deprecated aliases)."
     # no abbreviations: a typo such as --epoch must be an error, not --epochs
@@ -178,7 +178,7 @@ def config_parser(cls: type, prog: str, description: str | None = None) -> argpa
         parser.add_argument(f"--{old}", default=argparse.SUPPRESS, metavar="VALUE", help=f"deprecated: use --{new}")
     return parser
 
-
+# %% ../nbs/02a_config.ipynb #52d91a2c
 def parse_config(cls: type[ConfigT], argv: Sequence[str] | None, prog: str) -> ConfigT:
     "A config of type `cls` from command-line options (`--name value`); what is not given keeps its default."
     values = vars(config_parser(cls, prog).parse_args(argv))

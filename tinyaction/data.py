@@ -20,18 +20,15 @@ from torch.utils.data import Dataset, default_collate
 from .video import Size, StrPath, VideoReadError, _as_hw, read_clip
 
 # %% auto #0
-__all__ = ['SPLIT_FILES', 'MAX_FRAMES', 'MAX_SIDE', 'SAMPLING_MODES', 'SHORT_POLICIES', 'KINETICS_MEAN', 'KINETICS_STD',
+__all__ = ['MAX_FRAMES', 'MAX_SIDE', 'SPLIT_FILES', 'SAMPLING_MODES', 'SHORT_POLICIES', 'KINETICS_MEAN', 'KINETICS_STD',
            'DatasetFormatError', 'load_class_map', 'Record', 'load_split', 'multi_hot', 'sample_indices',
            'normalize_clip', 'ClipNormalize', 'SkippedClipWarning', 'TinyVirat', 'collate_clips']
 
-# %% ../nbs/00a_data.ipynb #4a2108e3
-SPLIT_FILES = {"train": "tiny_train_v2.json", "val": "tiny_val_v2.json", "test": "tiny_test_v2_public.json"}
-
-
+# %% ../nbs/00a_data.ipynb #934cfcf7
 class DatasetFormatError(ValueError):
     "An annotation file or record that does not follow the TinyVIRAT-v2 layout."
 
-
+# %% ../nbs/00a_data.ipynb #00c32b1c
 def _read_dataset_json(path: Path):
     "Parse a JSON file, naming it in any error."
     if not path.is_file():
@@ -43,7 +40,7 @@ def _read_dataset_json(path: Path):
     except json.JSONDecodeError as e:
         raise DatasetFormatError(f"{path}: invalid JSON ({e})") from e
 
-
+# %% ../nbs/00a_data.ipynb #4a2108e3
 def load_class_map(root: StrPath) -> list[str]:
     "Class names in index order, read from `root/class_map.json`."
     path = Path(root) / "class_map.json"
@@ -57,7 +54,7 @@ def load_class_map(root: StrPath) -> list[str]:
         raise DatasetFormatError(f"{path}: indices must be 0..{len(mapping) - 1}, each once; got {sorted(mapping.values())}")
     return sorted(mapping, key=mapping.get)
 
-# %% ../nbs/00a_data.ipynb #b6ad27a4
+# %% ../nbs/00a_data.ipynb #05f72995
 @dataclass(frozen=True)
 class Record:
     "One clip of a split: where it is, its size, and its label names."
@@ -69,7 +66,7 @@ class Record:
     height: int
     labels: tuple[str, ...] = ()
 
-
+# %% ../nbs/00a_data.ipynb #b6ad27a4
 MAX_FRAMES = 1_000_000  # nine hours at 30 fps: a larger count is a broken record, and would distort cache sizing
 MAX_SIDE = 16_384  # pixels; TinyVIRAT's clips are at most 128
 
@@ -97,6 +94,9 @@ def _parse_record(raw: object, position: int, source: Path, videos_dir: Path, ne
     return Record(str(raw["id"]), str(raw.get("video_id", "")), videos_dir / raw["path"], frames, width, height, tuple(labels))
 
 # %% ../nbs/00a_data.ipynb #98b4467d
+SPLIT_FILES = {"train": "tiny_train_v2.json", "val": "tiny_val_v2.json", "test": "tiny_test_v2_public.json"}
+
+
 def load_split(root: StrPath,  # dataset folder: class_map.json, the annotation files and videos/<split>/
                split: str,  # "train", "val" or "test": where the videos are, and whether labels are required
                classes: Sequence[str] | None = None,  # class names to check labels against; None reads the class map
@@ -136,11 +136,7 @@ def multi_hot(record: Record, classes: Sequence[str]) -> np.ndarray:
     target[[index[label] for label in record.labels]] = 1.0
     return target
 
-# %% ../nbs/00a_data.ipynb #4a18757b
-SAMPLING_MODES = ("random", "segments", "window", "uniform")
-SHORT_POLICIES = ("loop", "pad")
-
-
+# %% ../nbs/00a_data.ipynb #63045a56
 def _sample_one(num_frames: int, clip_len: int, mode: str, stride: int, short: str, k: int, num_clips: int,
                 rng: np.random.Generator) -> np.ndarray:
     "Frame indices of the k-th of `num_clips` clips."
@@ -158,6 +154,10 @@ def _sample_one(num_frames: int, clip_len: int, mode: str, stride: int, short: s
     stride = max(1, min(stride, (num_frames - 1) // max(clip_len - 1, 1)))
     start = rng.integers(0, num_frames - (clip_len - 1) * stride)
     return start + stride * np.arange(clip_len)
+
+# %% ../nbs/00a_data.ipynb #4a18757b
+SAMPLING_MODES = ("random", "segments", "window", "uniform")
+SHORT_POLICIES = ("loop", "pad")
 
 
 def sample_indices(num_frames: int,  # frames in the video
@@ -204,11 +204,11 @@ class ClipNormalize(nn.Module):
     def forward(self, clip: torch.Tensor) -> torch.Tensor:
         return clip.to(self.scale.dtype) * self.scale - self.shift
 
-# %% ../nbs/00a_data.ipynb #a54f9282
+# %% ../nbs/00a_data.ipynb #2b9304ba
 class SkippedClipWarning(UserWarning):
     "A clip that could not be read and was skipped because the dataset was told to skip errors."
 
-
+# %% ../nbs/00a_data.ipynb #a54f9282
 def _read_or_skip(record: Record, read: Callable[[], np.ndarray], skip_errors: bool) -> np.ndarray | None:
     "`read()`; when it fails and `skip_errors`, None and a `SkippedClipWarning` naming the clip."
     try:

@@ -36,7 +36,7 @@ def mid_planes(in_planes: int, out_planes: int, t: int = 3, d: int = 3) -> int:
     "Intermediate channels M of a (2+1)D conv with the parameter count of a t x d x d 3D conv."
     return (in_planes * out_planes * t * d * d) // (in_planes * d * d + t * out_planes)
 
-# %% ../nbs/01_models.ipynb #73e75f2a
+# %% ../nbs/01_models.ipynb #687b5969
 class TimePaddedConv3d(nn.Conv3d):
     "An `nn.Conv3d` that zero-pads time itself when the input has fewer frames than the kernel (see the bf16 section)."
 
@@ -47,7 +47,7 @@ class TimePaddedConv3d(nn.Conv3d):
         return F.conv3d(F.pad(x, (0, 0, 0, 0, pad, pad)), self.weight, self.bias, self.stride, (0, *self.padding[1:]),
                         self.dilation, self.groups)
 
-
+# %% ../nbs/01_models.ipynb #73e75f2a
 def use_time_padded_convs(model: nn.Module) -> nn.Module:
     "`model`, its 3D convs that pad time (with `nn.Conv3d`'s forward) made `TimePaddedConv3d`s in place: same values."
     for m in model.modules():
@@ -219,10 +219,7 @@ def input_memory_format(model: nn.Module) -> torch.memory_format:
                      and weight.is_contiguous(memory_format=torch.channels_last_3d))
     return torch.channels_last_3d if channels_last else torch.contiguous_format
 
-# %% ../nbs/01_models.ipynb #1f9bd615
-AMP_MODES = ("auto", True, False)
-
-
+# %% ../nbs/01_models.ipynb #97e53dfc
 @functools.cache
 def native_bf16(device_type: str) -> bool:
     "Whether devices of this type compute bf16 natively: CUDA GPUs with bf16 units; CPUs with AVX-512-BF16 or AMX."
@@ -233,6 +230,9 @@ def native_bf16(device_type: str) -> bool:
         return any(check() for check in checks if check is not None)
     return False
 
+# %% ../nbs/01_models.ipynb #0fe6c130
+AMP_MODES = ("auto", True, False)
+
 
 def uses_bf16(device: str | torch.device, amp: bool | str = "auto") -> bool:
     "Whether to autocast to bf16: always for amp=True, never for False; for 'auto' where the device computes it natively."
@@ -240,7 +240,7 @@ def uses_bf16(device: str | torch.device, amp: bool | str = "auto") -> bool:
         raise ValueError(f"amp must be one of {list(AMP_MODES)}, got {amp!r}")
     return native_bf16(torch.device(device).type) if amp == "auto" else amp
 
-
+# %% ../nbs/01_models.ipynb #1f9bd615
 def autocast(device: str | torch.device, amp: bool | str = "auto") -> torch.autocast:
     "The autocast context for calling a model on `device`: bf16 where `uses_bf16`."
     device = torch.device(device)
@@ -289,10 +289,7 @@ class LoadReport:
         return (f"LoadReport({self.path.name}: {len(self.loaded)} tensors loaded, head replaced: {self.head_replaced}, "
                 f"missing: {self.missing}, unexpected: {self.unexpected})")
 
-# %% ../nbs/01_models.ipynb #b17ef020
-HEAD_KEYS = ("fc.weight", "fc.bias")
-
-
+# %% ../nbs/01_models.ipynb #14353481
 def _shape_error(path: Path, mismatched: list[tuple[str, tuple, tuple]]) -> ValueError:
     "An error listing mismatched shapes, with a hint at the layout flag."
     lines = "\n".join(f"  {k}: file {f} vs model {m}" for k, f, m in mismatched[:8])
@@ -304,6 +301,9 @@ def _shape_error(path: Path, mismatched: list[tuple[str, tuple, tuple]]) -> Valu
     else:
         hint = "\nThe file is of another architecture (other stage widths): build the network it was trained as."
     return ValueError(f"{path}: {len(mismatched)} tensor shape(s) do not match the model:\n{lines}{hint}")
+
+# %% ../nbs/01_models.ipynb #b17ef020
+HEAD_KEYS = ("fc.weight", "fc.bias")
 
 
 def load_pretrained(model: nn.Module,  # network with torchvision's VideoResNet key names

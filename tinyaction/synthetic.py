@@ -27,12 +27,12 @@ SYNTHETIC_CLASSES = ("activity_standing", "activity_walking", "activity_running"
                      "activity_carrying", "vehicle_moving", "vehicle_turning_left", "vehicle_turning_right",
                      "vehicle_starting", "vehicle_stopping")
 
-# %% ../nbs/00b_synthetic.ipynb #d350306c
+# %% ../nbs/00b_synthetic.ipynb #05b374b3
 def _coverage(dist: np.ndarray, radius: float) -> np.ndarray:
     "Antialiased coverage of pixels at `dist` from a shape of `radius`."
     return np.minimum(np.maximum(radius - dist + 0.5, 0.0), 1.0)  # np.clip's own overhead is most of a small window
 
-
+# %% ../nbs/00b_synthetic.ipynb #d350306c
 class _Canvas:
     "A float RGB frame with antialiased primitives, drawn in pixel coordinates inside each shape's bounding box."
 
@@ -74,11 +74,9 @@ def _random_color(rng: np.random.Generator, levels: tuple[float, float] = COLOR_
     "A random RGB colour, float32, each channel uniform in `levels`."
     return rng.uniform(*levels, 3).astype(np.float32)
 
-# %% ../nbs/00b_synthetic.ipynb #1f527b23
+# %% ../nbs/00b_synthetic.ipynb #2e376fc2
 WALK_AREA_X = (0.08, 0.92)  # frame fractions where people turn round: they stay whole in the frame
 WALK_AREA_Y = (0.4, 0.8)  # the ground: lower part of a surveillance view
-STRIDE_SWING = 6.0  # leg swing phase per body height walked: a step of about one body height
-GESTURE_AMPLITUDE = 0.9  # radians each way of a gesturing arm: a wide wave, not a twitch
 
 
 def _reflect(v: float, low: float, high: float) -> float:
@@ -86,6 +84,10 @@ def _reflect(v: float, low: float, high: float) -> float:
     period = 2 * (high - low)
     u = (v - low) % period
     return low + (u if u <= high - low else period - u)
+
+# %% ../nbs/00b_synthetic.ipynb #1f527b23
+STRIDE_SWING = 6.0  # leg swing phase per body height walked: a step of about one body height
+GESTURE_AMPLITUDE = 0.9  # radians each way of a gesturing arm: a wide wave, not a twitch
 
 
 @dataclass(eq=False)  # colours are arrays: field-wise == would be ambiguous
@@ -244,22 +246,12 @@ def _new_vehicle(rng: np.random.Generator, num_frames: int, parked: bool = False
                    ramp_start=rng.uniform(*RAMP_START) * num_frames, ramp_len=ramp_len,
                    length=rng.uniform(*VEHICLE_LENGTH), width=rng.uniform(*VEHICLE_WIDTH), color=_random_color(rng))
 
-# %% ../nbs/00b_synthetic.ipynb #4f0deeb9
+# %% ../nbs/00b_synthetic.ipynb #4d3f0014
 BACKGROUND_LEVELS = (60, 190)  # base grey levels: mid-tones, so that both light and dark actors show
 TEXTURE_WAVES = 4  # low-frequency waves summed into a texture: ground, shadows, markings
 WAVE_FREQUENCY = (-6, 6)  # cycles per frame side, each axis: smooth at any clip size
 WAVE_AMPLITUDE = (5, 25)  # grey levels: texture, but weaker than an actor's contrast
 WAVE_TINT = (0.5, 1)  # per-channel weight of a wave: coloured, not only grey, texture
-P_NEAR_112 = 0.35  # Fig. 1 of the 2021 paper: over 35% of TinyVIRAT clips are near 112x112
-NEAR_112_HALF_SIDE = (54, 59)  # those are square, 108 to 116 pixels
-SIDE = (12, 128)  # the other clips' sides, TinyVIRAT's range of crop sizes
-SIDE_MODE = 60  # most crops are small: a triangular distribution peaking here
-ASPECT = (0.75, 1.33)  # height / width of those clips: crops around people and vehicles, near square
-P_SHORT_CLIP = 0.04  # clips shorter than 16 frames exist (6 and 12 in TinyVIRAT's test split): the sampler must cope
-SHORT_FRAMES = (10, 16)  # their length
-P_TWO_SECONDS = 0.45  # of the other clips, a peak at about 2 s (TinyVIRAT clips last about 2-3 s)
-TWO_SECONDS_FRAMES = (56, 72)  # its lengths at 30 fps
-OTHER_FRAMES = (16, 151)  # the rest: up to 5 s, the paper's "most last under 5 s"
 
 
 def _background(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
@@ -271,6 +263,18 @@ def _background(rng: np.random.Generator, height: int, width: int) -> np.ndarray
         wave = np.sin(2 * np.pi * (fx * xs + fy * ys) + phase)[..., None]
         image += rng.uniform(*WAVE_AMPLITUDE) * wave * rng.uniform(*WAVE_TINT, 3)
     return image.astype(np.float32)
+
+# %% ../nbs/00b_synthetic.ipynb #4f0deeb9
+P_NEAR_112 = 0.35  # Fig. 1 of the 2021 paper: over 35% of TinyVIRAT clips are near 112x112
+NEAR_112_HALF_SIDE = (54, 59)  # those are square, 108 to 116 pixels
+SIDE = (12, 128)  # the other clips' sides, TinyVIRAT's range of crop sizes
+SIDE_MODE = 60  # most crops are small: a triangular distribution peaking here
+ASPECT = (0.75, 1.33)  # height / width of those clips: crops around people and vehicles, near square
+P_SHORT_CLIP = 0.04  # clips shorter than 16 frames exist (6 and 12 in TinyVIRAT's test split): the sampler must cope
+SHORT_FRAMES = (10, 16)  # their length
+P_TWO_SECONDS = 0.45  # of the other clips, a peak at about 2 s (TinyVIRAT clips last about 2-3 s)
+TWO_SECONDS_FRAMES = (56, 72)  # its lengths at 30 fps
+OTHER_FRAMES = (16, 151)  # the rest: up to 5 s, the paper's "most last under 5 s"
 
 
 def _clip_size(rng: np.random.Generator) -> tuple[int, int, int]:
@@ -288,15 +292,7 @@ def _clip_size(rng: np.random.Generator) -> tuple[int, int, int]:
         frames = int(rng.integers(*OTHER_FRAMES))
     return frames, width - width % 2, height - height % 2
 
-# %% ../nbs/00b_synthetic.ipynb #9c6d4e06
-P_TWO_ACTORS = 0.3  # two actors in one clip: multi-label clips beyond one actor's labels
-P_PERSON = 0.58  # people are more frequent than vehicles, as in TinyVIRAT
-CLUTTER_BOXES = 1.2  # mean (Poisson) of static boxes: they look like carried cargo, but do not move
-CLUTTER_Y = (0.4, 1)  # boxes lie on the ground, the lower part of the frame
-P_PARKED = 0.2  # a parked vehicle: looks like a vehicle, but nothing happens
-NOISE_STD = (3, 9)  # grey levels of sensor noise, per clip: low-light surveillance cameras
-
-
+# %% ../nbs/00b_synthetic.ipynb #80190154
 @dataclass(eq=False)  # the background is an array: field-wise == would be ambiguous
 class Scene:
     "Everything random about a clip but its per-frame flicker and noise."
@@ -309,6 +305,14 @@ class Scene:
     def labels(self) -> list[str]:
         "The clip's labels, sorted: what its actors do."
         return sorted(set().union(*(actor.labels for actor in self.actors)))
+
+# %% ../nbs/00b_synthetic.ipynb #9c6d4e06
+P_TWO_ACTORS = 0.3  # two actors in one clip: multi-label clips beyond one actor's labels
+P_PERSON = 0.58  # people are more frequent than vehicles, as in TinyVIRAT
+CLUTTER_BOXES = 1.2  # mean (Poisson) of static boxes: they look like carried cargo, but do not move
+CLUTTER_Y = (0.4, 1)  # boxes lie on the ground, the lower part of the frame
+P_PARKED = 0.2  # a parked vehicle: looks like a vehicle, but nothing happens
+NOISE_STD = (3, 9)  # grey levels of sensor noise, per clip: low-light surveillance cameras
 
 
 def _new_scene(rng: np.random.Generator) -> Scene:
@@ -345,11 +349,8 @@ def _render_scene(rng: np.random.Generator, anchor: int | None = None) -> tuple[
         frames[t] = np.clip(noisy, 0, 255, out=noisy)
     return frames, scene.labels
 
-# %% ../nbs/00b_synthetic.ipynb #679fbca3
-_SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
+# %% ../nbs/00b_synthetic.ipynb #6960d07e
 VAL_ID_STEP = (1, 4)  # steps between val ids: gaps, as in TinyVIRAT's val file (00004 and 00012 are absent there)
-CLIPS_PER_VIDEO = 4  # clips cut from one source video: neighbours in id share a video_id
-SYNTHETIC_CRF = 23  # x264 quality: with its macroblock tree off (see write_video), CRF 23 keeps the files small
 
 
 def _synthetic_ids(split: str, n: int, rng: np.random.Generator) -> list[str]:
@@ -358,6 +359,13 @@ def _synthetic_ids(split: str, n: int, rng: np.random.Generator) -> list[str]:
         return [f"{i:06d}" for i in range(n)]
     steps = rng.integers(*VAL_ID_STEP, n) if split == "val" else np.ones(n, int)
     return [f"{i:05d}" for i in np.cumsum(steps)]
+
+# %% ../nbs/00b_synthetic.ipynb #679fbca3
+_SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
+
+
+CLIPS_PER_VIDEO = 4  # clips cut from one source video: neighbours in id share a video_id
+SYNTHETIC_CRF = 23  # x264 quality: with its macroblock tree off (see write_video), CRF 23 keeps the files small
 
 
 def _make_clip(task: tuple) -> dict:
@@ -448,13 +456,13 @@ def make_synthetic(root: StrPath,  # folder to write into; a finished dataset th
     print(f"made the synthetic dataset in {root}: {clips} clips in {time.time() - start:.0f} s ({workers} processes)")
     return root
 
-# %% ../nbs/00b_synthetic.ipynb #78138e28
+# %% ../nbs/00b_synthetic.ipynb #bce47060
 def default_data_root() -> Path:
     "Where generated datasets live: the repository's data/ in a checkout, else ~/.cache/tinyaction."
     repo_data = Path(str(files("tinyaction"))).resolve().parent / "data"
     return repo_data if repo_data.is_dir() else Path.home() / ".cache" / "tinyaction"
 
-
+# %% ../nbs/00b_synthetic.ipynb #78138e28
 def resolve_data_dir(data_dir: StrPath | None) -> Path:
     "The dataset folder to use: the given one, or the synthetic dataset (made on first use)."
     if data_dir is not None:

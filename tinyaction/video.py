@@ -25,13 +25,15 @@ __all__ = ['StrPath', 'Indices', 'DECODERS', 'Size', 'VideoReadError', 'write_vi
 # %% ../nbs/00_video.ipynb #c1611a76
 __getattr__ = moved_names(__name__, {"PathLike": "tinyaction.video.StrPath"})
 
-# %% ../nbs/00_video.ipynb #8b3af423
+# %% ../nbs/00_video.ipynb #0bdc7411
 StrPath = Union[str, os.PathLike]
-Indices = Union[Sequence[int], np.ndarray, Callable[[int], np.ndarray], None]
 
 
 class VideoReadError(RuntimeError):
     "A video file that cannot be decoded: missing, empty, corrupt, or too short for the asked frames."
+
+# %% ../nbs/00_video.ipynb #8b3af423
+Indices = Union[Sequence[int], np.ndarray, Callable[[int], np.ndarray], None]
 
 
 def _resolve_indices(indices: Indices, num_frames: int, path: Path) -> np.ndarray:
@@ -61,7 +63,7 @@ def write_video(path: StrPath, frames: np.ndarray, fps: int = 30, crf: int = 20,
         container.mux(stream.encode())
     return path
 
-# %% ../nbs/00_video.ipynb #2f5f600f
+# %% ../nbs/00_video.ipynb #84bf0a45
 DECODERS = ("decord", "pyav")
 
 
@@ -71,7 +73,7 @@ class DecodedFrames(NamedTuple):
     inverse: np.ndarray  # positions in `frames` of the asked frames, in the asked order
     decoder: str  # one of DECODERS
 
-
+# %% ../nbs/00_video.ipynb #2f5f600f
 def _decode_pyav(path: Path, indices: Indices) -> DecodedFrames:
     "Frames decoded by PyAV, FFmpeg's reference RGB conversion."
     try:
@@ -126,7 +128,7 @@ def decode_frames(path: StrPath, indices: Indices = None) -> DecodedFrames:
         indices = functools.cache(indices)
     return _decode_decord(path, indices) or _decode_pyav(path, indices)
 
-# %% ../nbs/00_video.ipynb #39a83eb5
+# %% ../nbs/00_video.ipynb #c759bac3
 Size = Union[int, tuple[int, int]]
 
 
@@ -134,7 +136,7 @@ def _as_hw(size: Size) -> tuple[int, int]:
     "An int or (h, w) as (h, w)."
     return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
 
-
+# %% ../nbs/00_video.ipynb #39a83eb5
 def resize_frames(frames: np.ndarray | torch.Tensor, size: Size) -> torch.Tensor:
     "Resize uint8 frames (T, H, W, 3) to `size` (int or (h, w)), whatever the aspect; stays uint8."
     frames = torch.as_tensor(frames)

@@ -60,7 +60,7 @@ def torchvision_contract(name: str) -> tuple[InputContract, float]:
                              meta.get("min_temporal_size") or 1, meta["min_size"][0], name in FIXED_INPUT)
     return contract, meta["_metrics"]["Kinetics-400"]["acc@1"]
 
-# %% ../nbs/01a_zoo.ipynb #4c47ebc0
+# %% ../nbs/01a_zoo.ipynb #c8cd86cf
 @dataclass(frozen=True)
 class ModelInfo:
     "A network the zoo can build: its builder, input contract and where its published weights come from."
@@ -71,19 +71,21 @@ class ModelInfo:
     weights_classes: int | None = None  # classes of the published checkpoint, if one has a fixed head
     kinetics_top1: float | None = None  # Kinetics-400 top-1 of the published weights, where torchvision reports it
 
-
+# %% ../nbs/01a_zoo.ipynb #eac8b3a3
 def _torchvision_info(name: str) -> ModelInfo:
+    "The entry of torchvision's video model `name`: its builder without weights, contract and Kinetics top-1."
     contract, top1 = torchvision_contract(name)
     build = partial(torchvision.models.get_model, name, weights=None)
     return ModelInfo(name, build, contract, "torchvision (Kinetics-400)", 400, top1)
 
-
+# %% ../nbs/01a_zoo.ipynb #ef519ee4
 def _ig65m_info(frames: int, pretraining: str, classes: int) -> ModelInfo:
+    "The entry of an IG65M checkpoint: R(2+1)D-34 in the IG65M layout, named by clip length and pretraining."
     name = f"r2plus1d_34_{frames}_{pretraining}"
     return ModelInfo(name, partial(r2plus1d_34, ig65m=True), InputContract(frames=frames, size=112),
                      "IG65M (moabitcoin/ig65m-pytorch)", classes)
 
-
+# %% ../nbs/01a_zoo.ipynb #4c47ebc0
 def _registry() -> dict[str, ModelInfo]:
     "Every name the zoo knows: the kit's networks, the IG65M checkpoints' layouts, torchvision's video models."
     ours = [ModelInfo("r2plus1d_tiny", r2plus1d_tiny, InputContract(frames=8, size=32), "tinyaction (CPU demo)"),
@@ -100,26 +102,26 @@ def _registry() -> dict[str, ModelInfo]:
 
 MODELS: dict[str, ModelInfo] = _registry()
 
-# %% ../nbs/01a_zoo.ipynb #4ba6bacb
+# %% ../nbs/01a_zoo.ipynb #a75ed28b
 def list_models() -> list[str]:
     "The names `get_model` builds, sorted."
     return sorted(MODELS)
 
-
+# %% ../nbs/01a_zoo.ipynb #d357249b
 def model_info(name: str) -> ModelInfo:
     "The registry entry of `name`; an error that lists the known names otherwise."
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; available: {list_models()}")
     return MODELS[name]
 
-
+# %% ../nbs/01a_zoo.ipynb #bd6c4497
 def head_keys(info: ModelInfo) -> tuple[str, ...]:
     "Names of the tensors whose shape depends on the class count: the classifier head."
     with torch.device("meta"):
         one, two = info.build(num_classes=1).state_dict(), info.build(num_classes=2).state_dict()
     return tuple(k for k in one if one[k].shape != two[k].shape)
 
-
+# %% ../nbs/01a_zoo.ipynb #4ba6bacb
 def get_model(name: str, num_classes: int = 26, **kw) -> nn.Module:
     "Build a registered network by name with random weights, tagged with its `input_contract` and `head_keys`."
     info = model_info(name)
