@@ -90,3 +90,14 @@ def test_teachers_that_do_not_fit_are_refused_by_name(synthetic_root, tmp_path):
         build_run(tiny_config(synthetic_root, tmp_path / "b", teacher=str(tmp_path / "missing.pt")))
     with pytest.raises(Exception, match="distill_temperature"):
         tiny_config(synthetic_root, tmp_path / "c", distill_temperature=0)
+
+
+def test_a_teacher_scores_file_with_nan_is_refused_naming_it(synthetic_root, tmp_path):
+    # before: the loss turned NaN and the guard named a batch, not the teacher file
+    path = train_split_scores(synthetic_root, tmp_path / "teacher.npz")
+    stored = load_scores(path)
+    scores = stored["scores"].copy()
+    scores[0, 0] = float("nan")
+    save_scores(path, stored["ids"], scores, stored["classes"], stored["targets"])
+    with pytest.raises(ValueError, match=f"{path}: 1 scores are not probabilities in \\[0, 1\\]"):
+        fit(tiny_config(synthetic_root, tmp_path / "student", teacher=path))

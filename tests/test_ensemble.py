@@ -194,3 +194,17 @@ def test_checkpoint_lists_and_views_are_parsed_strictly():
         EvalConfig([3])
     with pytest.raises(ConfigError, match="parameter 'tta': got 'mirror'; expected one of \\['none', 'flip'\\]"):
         parse("--tta", "mirror")
+
+
+def test_an_ensemble_member_that_does_not_fit_the_dataset_is_named_by_its_path(members, tmp_path):
+    # before: "... the checkpoint does not fit this dataset" without saying which of the members
+    state = torch.load(members[1], weights_only=True)
+    other = tmp_path / "other_classes.pt"
+    torch.save({**state, "classes": [f"{c}_v2" for c in state["classes"]]}, other)
+    with pytest.raises(ValueError, match=f"^{re.escape(str(other))}: .*the checkpoint does not fit this dataset"):
+        evaluate_checkpoint(EvalConfig([members[0], other], split="val", out_dir=tmp_path / "eval", num_workers=0))
+
+
+def test_the_same_checkpoint_twice_in_an_ensemble_is_refused(members):
+    with pytest.raises(ConfigError, match="distinct checkpoints; .* given twice would weigh double"):
+        EvalConfig([members[0], members[1], members[0]])

@@ -1,6 +1,8 @@
 """Evaluating a checkpoint: nbs/04_evaluate.ipynb headlessly (val, then test with val thresholds), and the test split
 scored against the labels released after the challenge"""
 import json
+import os
+import re
 import shutil
 
 import numpy as np
@@ -136,3 +138,39 @@ def test_nan_or_out_of_range_thresholds_are_refused(checkpoint, tmp_path):
 def test_evaluation_parameters_are_checked_up_front(name, value):
     with pytest.raises(ValueError, match=f"parameter '{name}': got {value!r}"):
         EvalConfig(**{name: value})
+
+
+def test_test_annotations_that_are_not_the_splits_videos_are_refused_naming_them(synthetic_root, checkpoint, tmp_path):
+    # before: answer.txt was written with the foreign id and without the missing one, silently
+    root = labelled_test_split(synthetic_root, tmp_path / "released")
+    released = json.loads((root / "tiny_test_v2_private.json").read_text())
+    partial = root / "partial.json"
+    partial.write_text(json.dumps(released[1:] + [{**released[0], "id": "99999"}]))
+    expected = (f"{partial} is not an annotation file of the test split: it lacks 1 of its videos ['{released[0]['id']}'] "
+                "and lists 1 others ['99999']")
+    with pytest.raises(ValueError, match=re.escape(expected)):
+        evaluate_checkpoint(EvalConfig(checkpoint, data_dir=root, split="test", annotations=partial, out_dir=tmp_path / "eval",
+                                       num_workers=0))
+    assert not (tmp_path / "eval").exists()
+
+
+def test_thresholds_with_fewer_values_than_class_names_say_so(tmp_path):
+    # before: "thresholds are for classes [...], not for this model's [...]" with two identical lists
+    path = tmp_path / "short.json"
+    path.write_text(json.dumps({"classes": list("abcdefghij"), "thresholds": [0.5] * 9}))
+    with pytest.raises(ValueError, match="short.json: 10 class names but 9 thresholds: one per class is needed"):
+        load_thresholds(path, list("abcdefghij"))
+
+
+def test_a_scores_file_holding_objects_is_refused_naming_it_and_nothing_is_unpickled(tmp_path):
+    marker = tmp_path / "ran"
+
+    class Planted:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    np.savez(tmp_path / "planted.npz", ids=np.array([Planted()], dtype=object), scores=np.zeros((1, 1)),
+             classes=np.array(["a"]), thresholds=np.array([0.5]))
+    with pytest.raises(ValueError, match="planted.npz: not a readable scores file"):
+        load_scores(tmp_path / "planted.npz")
+    assert not marker.exists()

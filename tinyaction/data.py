@@ -17,12 +17,13 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset, default_collate
 
-from .video import Size, StrPath, VideoReadError, _as_hw, read_clip
+from .video import Size, StrPath, VideoReadError, height_width, read_clip
 
 # %% auto #0
 __all__ = ['MAX_FRAMES', 'MAX_SIDE', 'SPLIT_FILES', 'SAMPLING_MODES', 'SHORT_POLICIES', 'KINETICS_MEAN', 'KINETICS_STD',
-           'DatasetFormatError', 'load_class_map', 'Record', 'load_split', 'multi_hot', 'sample_indices',
-           'normalize_clip', 'ClipNormalize', 'SkippedClipWarning', 'TinyVirat', 'collate_clips']
+           'DatasetFormatError', 'load_class_map', 'Record', 'load_split', 'describe_ids', 'check_same_videos',
+           'multi_hot', 'sample_indices', 'normalize_clip', 'ClipNormalize', 'SkippedClipWarning', 'TinyVirat',
+           'collate_clips']
 
 # %% ../nbs/00a_data.ipynb #934cfcf7
 class DatasetFormatError(ValueError):
@@ -127,6 +128,21 @@ def load_split(root: StrPath,  # dataset folder: class_map.json, the annotation 
         seen.add(record.id)
         records.append(record)
     return records
+
+# %% ../nbs/00a_data.ipynb #85a4ae8d
+def describe_ids(ids: Sequence[str], shown: int = 10) -> str:
+    "The first `shown` ids, and how many there are in all."
+    return f"{list(ids[:shown])}{f' ... ({len(ids)} in all)' if len(ids) > shown else ''}"
+
+# %% ../nbs/00a_data.ipynb #bcf5b52d
+def check_same_videos(given: Sequence[Record], split_records: Sequence[Record], annotations: Path, split: str):
+    "Refuse an annotation file for `split` that lacks some of its videos or lists others, naming both."
+    given_ids, split_ids = [r.id for r in given], [r.id for r in split_records]
+    missing, foreign = sorted(set(split_ids) - set(given_ids)), sorted(set(given_ids) - set(split_ids))
+    if missing or foreign:
+        raise ValueError(f"{annotations} is not an annotation file of the {split} split: it lacks {len(missing)} of its "
+                         f"videos {describe_ids(missing)} and lists {len(foreign)} others {describe_ids(foreign)}; "
+                         "scores and answer.txt must cover exactly the split's videos")
 
 # %% ../nbs/00a_data.ipynb #5ae0a628
 def multi_hot(record: Record, classes: Sequence[str]) -> np.ndarray:
@@ -270,7 +286,7 @@ class TinyVirat(Dataset):  # one cell over 60 lines: a Dataset's methods share i
         "Memory that `cache()` needs: every frame of every video at `size`, uint8 RGB."
         if self.size is None:
             return sum(r.frames * r.height * r.width * 3 for r in self.records)
-        h, w = _as_hw(self.size)
+        h, w = height_width(self.size)
         return sum(r.frames for r in self.records) * h * w * 3
 
     def cache(self, workers: int = 2) -> "TinyVirat":

@@ -19,7 +19,7 @@ from .balance import FEW_SHOT, MANY_SHOT, class_counts, shot_groups
 from .checkpoint import Checkpoint, load_checkpoint
 from .compat import moved_names
 from .config import ConfigError, coerce_fields, parse_config
-from .data import SPLIT_FILES, TinyVirat, load_class_map, load_split
+from .data import SPLIT_FILES, TinyVirat, check_same_videos, load_class_map, load_split
 from .inference import TTA_VIEWS, output_order, predict_ensemble
 from .metrics import align_scores, load_thresholds, metrics_with_ci, save_scores, save_thresholds, threshold_gain
 from .models import AMP_MODES
@@ -27,7 +27,7 @@ from .synthetic import resolve_data_dir
 
 # %% auto #0
 __all__ = ['write_answer', 'read_answer', 'evaluation_dataset', 'EvalConfig', 'EvalReport', 'training_shot_groups',
-           'evaluate_checkpoint', 'main']
+           'member_dataset', 'evaluate_checkpoint', 'main']
 
 # %% ../nbs/04_evaluate.ipynb #4666e058
 __getattr__ = moved_names(__name__, {
@@ -70,9 +70,12 @@ def evaluation_dataset(checkpoint: Checkpoint, data_dir: str | Path | None, spli
     root = resolve_data_dir(data_dir if data_dir is not None else config["data_dir"])
     classes = load_class_map(root)
     output_order(checkpoint.classes, classes, root / "class_map.json")
-    return TinyVirat(root, split, clip_len=config["clip_len"], size=config["size"], train=False,
-                     sampling=config.get("sampling", "random"), classes=classes, seed=config["seed"],
-                     annotations=annotations)
+    dataset = TinyVirat(root, split, clip_len=config["clip_len"], size=config["size"], train=False,
+                        sampling=config.get("sampling", "random"), classes=classes, seed=config["seed"],
+                        annotations=annotations)
+    if annotations is not None and (root / SPLIT_FILES[split]).is_file():
+        check_same_videos(dataset.records, load_split(root, split, classes=classes), Path(annotations), split)
+    return dataset
 
 # %% ../nbs/04_evaluate.ipynb #8ba112e5
 def _checkpoint_paths(value: str | list) -> str | list[str]:
@@ -82,7 +85,11 @@ def _checkpoint_paths(value: str | list) -> str | list[str]:
     paths = value.split(",") if isinstance(value, str) else value
     if not paths or not all(isinstance(p, (str, os.PathLike)) and os.fspath(p).strip() for p in paths):
         raise ConfigError("checkpoint", value, "a path, a list of paths or paths separated by commas, none of them empty")
-    return [os.fspath(p).strip() for p in paths]
+    paths = [os.fspath(p).strip() for p in paths]
+    twice = sorted({p for p in paths if [os.path.realpath(q) for q in paths].count(os.path.realpath(p)) > 1})
+    if twice:
+        raise ConfigError("checkpoint", value, f"distinct checkpoints; {twice} given twice would weigh double in the mean")
+    return paths
 
 # %% ../nbs/04_evaluate.ipynb #e0a403b4
 @dataclass
@@ -180,11 +187,19 @@ def training_shot_groups(dataset: TinyVirat, checkpoint: Checkpoint) -> dict[str
     counts = class_counts(load_split(dataset.root, "train", classes=dataset.classes), dataset.classes)
     return shot_groups(counts, checkpoint.config.get("many_shot", MANY_SHOT), checkpoint.config.get("few_shot", FEW_SHOT))
 
+# %% ../nbs/04_evaluate.ipynb #4ed6d6e6
+def member_dataset(path: str, checkpoint: Checkpoint, config: EvalConfig) -> TinyVirat:
+    "`evaluation_dataset` of one checkpoint of the evaluation; its errors name the checkpoint's path."
+    try:
+        return evaluation_dataset(checkpoint, config.data_dir, config.split, config.annotations)
+    except (ValueError, OSError) as e:
+        raise type(e)(f"{path}: {e}") from e
+
 # %% ../nbs/04_evaluate.ipynb #51e7450e
 def evaluate_checkpoint(config: EvalConfig) -> EvalReport:
     "Score a checkpoint, or the mean of several, on a split with `num_clips` clips per video; write metrics, scores, answers."
     members = [load_checkpoint(path) for path in config.checkpoints]
-    datasets = [evaluation_dataset(checkpoint, config.data_dir, config.split, config.annotations) for _, checkpoint in members]
+    datasets = [member_dataset(path, checkpoint, config) for path, (_, checkpoint) in zip(config.checkpoints, members)]
     align_scores([{"ids": [r.id for r in d.records], "classes": d.classes} for d in datasets], config.checkpoints)
     classes, out = datasets[0].classes, Path(config.out_dir)
     threshold = np.full(len(classes), 0.5) if config.thresholds is None else load_thresholds(config.thresholds, classes)

@@ -6,10 +6,13 @@
 from __future__ import annotations
 
 import json
+import zipfile
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+
+from .data import describe_ids
 
 # %% auto #0
 __all__ = ['multilabel_metrics', 'tune_thresholds', 'cross_fit_predictions', 'save_thresholds', 'load_thresholds', 'save_scores',
@@ -91,7 +94,9 @@ def load_thresholds(path: str | Path, classes: Sequence[str]) -> np.ndarray:
         names, values = list(saved["classes"]), np.asarray(saved["thresholds"], dtype=float)
     except (OSError, ValueError, TypeError, KeyError) as e:
         raise ValueError(f"{path}: not a thresholds file of save_thresholds ({type(e).__name__}: {e})") from e
-    if names != list(classes) or values.shape != (len(classes),):
+    if values.shape != (len(names),):
+        raise ValueError(f"{path}: {len(names)} class names but {values.size} thresholds: one per class is needed")
+    if names != list(classes):
         raise ValueError(f"{path}: thresholds are for classes {names}, not for this model's {list(classes)}")
     bad = [f"{n}: {v}" for n, v in zip(names, values) if not 0 <= v <= 1]  # NaN fails too
     if bad:
@@ -114,8 +119,11 @@ def save_scores(path: str | Path, ids: Sequence[str], scores: np.ndarray, classe
 # %% ../nbs/02c_metrics.ipynb #093e2a33
 def load_scores(path: str | Path) -> dict:
     "The arrays of a scores.npz as a dict, shapes checked; `targets` is None for an unlabelled split."
-    with np.load(path) as f:
-        data = {k: f[k] for k in f.files}
+    try:
+        with np.load(path) as f:  # allow_pickle is off: an object array is refused, never unpickled
+            data = {k: f[k] for k in f.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise ValueError(f"{path}: not a readable scores file ({type(e).__name__}: {e})") from e
     missing = {"ids", "scores", "classes", "thresholds"} - set(data)
     if missing:
         raise ValueError(f"{path}: not a tinyaction scores file, missing {sorted(missing)}")
@@ -124,13 +132,14 @@ def load_scores(path: str | Path) -> dict:
     if len(data["ids"]) != n or len(data["classes"]) != c or (targets is not None and targets.shape != (n, c)):
         raise ValueError(f"{path}: inconsistent shapes: {len(data['ids'])} ids, scores {(n, c)}, "
                          f"{len(data['classes'])} classes, targets {None if targets is None else targets.shape}")
+    bad = ~np.isfinite(data["scores"].astype(float)) | (data["scores"] < 0) | (data["scores"] > 1)
+    if bad.any():
+        video, column = np.argwhere(bad)[0]
+        raise ValueError(f"{path}: {int(bad.sum())} scores are not probabilities in [0, 1] (NaN, infinite or out of "
+                         f"range), the first {data['scores'][video, column]} for video {data['ids'][video]}, class "
+                         f"{data['classes'][column]}: these scores cannot be used")
     return {"ids": data["ids"].tolist(), "scores": data["scores"], "classes": data["classes"].tolist(),
             "thresholds": data["thresholds"], "targets": targets}
-
-# %% ../nbs/02c_metrics.ipynb #579ac3ed
-def _first_ids(ids: Sequence[str], shown: int = 10) -> str:
-    "The first `shown` ids, and how many there are in all."
-    return f"{list(ids[:shown])}{f' ... ({len(ids)} in all)' if len(ids) > shown else ''}"
 
 # %% ../nbs/02c_metrics.ipynb #74a87f75
 def align_scores(runs: Sequence[dict], names: Sequence[str]) -> list[dict]:
@@ -149,8 +158,8 @@ def align_scores(runs: Sequence[dict], names: Sequence[str]) -> list[dict]:
         missing = [video for video in first["ids"] if video not in position]
         extra = sorted(set(position) - set(first["ids"]))
         if missing or extra:
-            raise ValueError(f"{name} and {first_name} scored other videos: {name} lacks {_first_ids(missing)} "
-                             f"and has {_first_ids(extra)} that {first_name} lacks")
+            raise ValueError(f"{name} and {first_name} scored other videos: {name} lacks {describe_ids(missing)} "
+                             f"and has {describe_ids(extra)} that {first_name} lacks")
         rows, cols = [position[video] for video in first["ids"]], [classes.index(c) for c in first["classes"]]
         moved = {k: np.asarray(run[k])[np.ix_(rows, cols)] for k in ("scores", "targets") if run.get(k) is not None}
         if run.get("thresholds") is not None:
@@ -160,7 +169,7 @@ def align_scores(runs: Sequence[dict], names: Sequence[str]) -> list[dict]:
     for targets, name in labelled[1:]:
         if not np.array_equal(targets, labelled[0][0]):
             differ = [video for video, d in zip(aligned[0]["ids"], (targets != labelled[0][0]).any(1)) if d]
-            raise ValueError(f"{name} and {labelled[0][1]} give different labels to the videos {_first_ids(differ)}")
+            raise ValueError(f"{name} and {labelled[0][1]} give different labels to the videos {describe_ids(differ)}")
     return aligned
 
 # %% ../nbs/02c_metrics.ipynb #0a639642

@@ -20,7 +20,7 @@ from .compat import moved_names
 
 # %% auto #0
 __all__ = ['StrPath', 'Indices', 'DECODERS', 'Size', 'VideoReadError', 'write_video', 'DecodedFrames', 'decode_frames',
-           'resize_frames', 'read_clip']
+           'height_width', 'resize_frames', 'read_clip']
 
 # %% ../nbs/00_video.ipynb #c1611a76
 __getattr__ = moved_names(__name__, {"PathLike": "tinyaction.video.StrPath"})
@@ -132,7 +132,7 @@ def decode_frames(path: StrPath, indices: Indices = None) -> DecodedFrames:
 Size = Union[int, tuple[int, int]]
 
 
-def _as_hw(size: Size) -> tuple[int, int]:
+def height_width(size: Size) -> tuple[int, int]:
     "An int or (h, w) as (h, w)."
     return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
 
@@ -140,7 +140,7 @@ def _as_hw(size: Size) -> tuple[int, int]:
 def resize_frames(frames: np.ndarray | torch.Tensor, size: Size) -> torch.Tensor:
     "Resize uint8 frames (T, H, W, 3) to `size` (int or (h, w)), whatever the aspect; stays uint8."
     frames = torch.as_tensor(frames)
-    h, w = _as_hw(size)
+    h, w = height_width(size)
     if frames.shape[1:3] == (h, w):
         return frames
     resized = TF.resize(frames.permute(0, 3, 1, 2), [h, w], interpolation=TF.InterpolationMode.BILINEAR, antialias=True)
