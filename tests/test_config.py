@@ -71,7 +71,7 @@ def assert_run_used(out, values):
     assert set(saved) == set(field_types(TrainConfig))
     wrong = {name: (saved[name], expected) for name, (_, expected) in values.items() if saved[name] != expected}
     assert not wrong, wrong
-    checkpoint = torch.load(out / "checkpoint_last.pt", weights_only=False)
+    checkpoint = torch.load(out / "checkpoint_last.pt", weights_only=True)
     assert checkpoint["config"] == saved
     r2plus1d_18(num_classes=10).load_state_dict(checkpoint["model"])  # a compiled run saves eager weights
 

@@ -34,7 +34,7 @@ def train(args: list[str], processes: int = 1) -> subprocess.CompletedProcess:
 
 
 def weights(out) -> dict:
-    return torch.load(out / "checkpoint_last.pt", weights_only=False)["model"]
+    return torch.load(out / "checkpoint_last.pt", weights_only=True)["model"]
 
 
 def test_two_gloo_processes_match_one_process(synthetic_root, tmp_path):

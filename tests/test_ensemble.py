@@ -124,7 +124,7 @@ def test_two_checkpoints_of_other_input_contracts_through_the_notebook(synthetic
 
 def pointed_at(checkpoint, root, path, **changes):
     "A copy of `checkpoint` as if trained on the dataset at `root`: evaluated with data_dir=None, it reads that one."
-    state = torch.load(checkpoint, weights_only=False)
+    state = torch.load(checkpoint, weights_only=True)
     torch.save({**state, "config": {**state["config"], "data_dir": str(root)}, **changes}, path)
     return path
 
@@ -147,7 +147,7 @@ def test_members_over_other_classes_are_refused_naming_both(synthetic_root, memb
     class_map = json.loads((root / "class_map.json").read_text())
     (root / "class_map.json").write_text(json.dumps({f"{name}_v2": i for name, i in class_map.items()}))
     rewrite_split(root, "val", lambda records: [r.update(label=[f"{n}_v2" for n in r["label"]]) for r in records])
-    state = torch.load(members[0], weights_only=False)
+    state = torch.load(members[0], weights_only=True)
     renamed = pointed_at(members[0], root, tmp_path / "renamed.pt", classes=[f"{c}_v2" for c in state["classes"]])
     with pytest.raises(ValueError, match=f"{renamed} scores the classes .*_v2.*, but {members[0]} scores .*: runs over other"):
         evaluate_checkpoint(EvalConfig([members[0], renamed], split="val", out_dir=tmp_path / "eval", num_workers=0))

@@ -70,7 +70,7 @@ def test_a_missing_checkpoint_fails_the_run_with_its_path(tmp_path):
 
 def test_load_checkpoint_rebuilds_the_trained_network(checkpoint):
     model, info = load_checkpoint(checkpoint)
-    state = torch.load(checkpoint, weights_only=False)
+    state = torch.load(checkpoint, weights_only=True)
     assert info.classes == state["classes"] and info.config["arch"] == "r2plus1d_tiny"
     assert all(torch.equal(v, state["model"][k]) for k, v in model.state_dict().items())
     assert not model.training
@@ -114,7 +114,7 @@ def test_a_checkpoint_with_other_class_names_is_refused_naming_the_checkpoint(sy
 
 
 def test_classes_in_another_order_give_answer_columns_in_the_class_map_order(synthetic_root, checkpoint, tmp_path):
-    state = torch.load(checkpoint, weights_only=False)
+    state = torch.load(checkpoint, weights_only=True)
     flipped = {**state, "classes": state["classes"][::-1],
                "model": {**state["model"], "fc.weight": state["model"]["fc.weight"].flip(0),
                          "fc.bias": state["model"]["fc.bias"].flip(0)}}
@@ -127,7 +127,7 @@ def test_classes_in_another_order_give_answer_columns_in_the_class_map_order(syn
 
 
 def test_nan_or_out_of_range_thresholds_are_refused(checkpoint, tmp_path):
-    classes = torch.load(checkpoint, weights_only=False)["classes"]
+    classes = torch.load(checkpoint, weights_only=True)["classes"]
     save_thresholds(tmp_path / "t.json", [float("nan")] + [0.5] * (len(classes) - 1), classes)
     with pytest.raises(ValueError, match=r"thresholds must be numbers in \[0, 1\]; got \['activity_standing: nan'\]"):
         evaluate_checkpoint(EvalConfig(checkpoint, split="test", thresholds=tmp_path / "t.json", out_dir=tmp_path / "e",

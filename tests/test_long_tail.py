@@ -71,7 +71,7 @@ def test_repeat_factor_training_under_two_processes_matches_one(synthetic_root, 
     for processes in (1, 2):
         out = tmp_path / f"p{processes}"
         train_cli(tiny_config(synthetic_root, out, epochs=2, lr=1e-3, freeze_bn=True, amp=False, **BALANCED), processes)
-        runs[processes] = torch.load(out / "checkpoint_last.pt", weights_only=False)["model"]
+        runs[processes] = torch.load(out / "checkpoint_last.pt", weights_only=True)["model"]
     assert all(torch.allclose(runs[1][k].float(), runs[2][k].float(), atol=2e-3) for k in runs[1])
     first = [json.loads((tmp_path / f"p{p}" / "history.jsonl").read_text().splitlines()[0]) for p in (1, 2)]
     assert first[0]["train_loss"] == pytest.approx(first[1]["train_loss"], rel=1e-5)

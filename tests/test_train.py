@@ -29,7 +29,7 @@ def test_outputs_and_history(synthetic_root, tmp_path):
     assert json.loads((out / "metrics.json").read_text())["best_epoch"] == metrics["best_epoch"] in (0, 1)
     assert len(metrics["per_class"]) == 10
     assert metrics["train_precision"] == ("bf16" if native_bf16("cpu") else "fp32")
-    checkpoint = torch.load(out / "checkpoint_last.pt", weights_only=False)
+    checkpoint = torch.load(out / "checkpoint_last.pt", weights_only=True)
     assert set(checkpoint) == {"model", "config", "classes", "epoch", "optimizer", "scheduler", "torch_rng", "best_f1",
                                "best_epoch", "metrics"}
     assert checkpoint["metrics"] == history[-1] and checkpoint["config"] == json.loads((out / "config.json").read_text())
@@ -162,7 +162,7 @@ def test_fit_honours_the_fast_path_switches_and_checks_workers(synthetic_root, t
 def test_an_old_checkpoint_with_clip_and_numpy_state_still_resumes(synthetic_root, tmp_path):
     out = tmp_path / "old"
     fit(tiny_config(synthetic_root, out, epochs=1))
-    state = torch.load(out / "checkpoint_last.pt", weights_only=False)
+    state = torch.load(out / "checkpoint_last.pt", weights_only=True)
     state["config"]["clip"] = state["config"].pop("margin")
     state.update(rng={"torch": state.pop("torch_rng"), "numpy": ("MT19937",)}, step=4, scaler=None)
     torch.save(state, out / "checkpoint_last.pt")

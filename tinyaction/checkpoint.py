@@ -8,9 +8,11 @@ from __future__ import annotations
 import dataclasses
 import os
 import pickle
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -19,7 +21,8 @@ from .video import StrPath
 from .zoo import get_model
 
 # %% auto #0
-__all__ = ['CHECKPOINT_KEYS', 'save_atomic', 'Checkpoint', 'read_checkpoint', 'restore', 'load_checkpoint']
+__all__ = ['CHECKPOINT_KEYS', 'NUMPY_RNG_GLOBALS', 'save_atomic', 'Checkpoint', 'load_plain', 'read_checkpoint', 'restore',
+           'load_checkpoint']
 
 # %% ../nbs/01b_checkpoint.ipynb #0b6fd8e5
 def save_atomic(obj: object, path: StrPath) -> Path:
@@ -52,6 +55,27 @@ class Checkpoint:
         "Write the checkpoint atomically to `path`."
         return save_atomic({f.name: getattr(self, f.name) for f in dataclasses.fields(self)}, path)
 
+# %% ../nbs/01b_checkpoint.ipynb #9c4e2b71
+NUMPY_RNG_GLOBALS = [  # what unpickling NumPy's RNG state (a uint32 array) takes, in files written before this schema
+    *[(np.empty(0).__reduce__()[0], f"{module}.multiarray._reconstruct") for module in ("numpy.core", "numpy._core")],
+    np.ndarray, np.dtype, type(np.dtype(np.uint32))]
+
+# %% ../nbs/01b_checkpoint.ipynb #3d9a6c52
+def load_plain(path: PathLike, device: str | torch.device = "cpu") -> object:
+    "What `torch.save` wrote to `path`, unpickled as data only; a `ValueError` naming the file, and any global that is not data."
+    try:
+        with torch.serialization.safe_globals(NUMPY_RNG_GLOBALS):
+            return torch.load(path, map_location=device, weights_only=True)
+    except (RuntimeError, EOFError, OSError, KeyError, ValueError, pickle.UnpicklingError) as e:
+        # torch's weights-only unpickler names what it refused: "GLOBAL module.name" or "but got <class 'module.name'>"
+        refused = re.search(r"GLOBAL ([\w.]+)|but got <class '([\w.]+)'>", str(e))
+        if refused:
+            raise ValueError(f"{path}: holds a non-data object, {refused[1] or refused[2]}, and will not be loaded: loading it "
+                             "could run code (a checkpoint holds only tensors, numbers, strings, lists and dicts)") from None
+        reason = re.search(r"WeightsUnpickler error:\s*(.+)", str(e))
+        raise ValueError(f"{path}: not a readable checkpoint (truncated, or not written by torch.save): "
+                         f"{reason[1] if reason else e}") from e
+
 # %% ../nbs/01b_checkpoint.ipynb #4721ff49
 def _upgrade(state: dict) -> dict:
     "Fields of a checkpoint written before this schema: torch's RNG kept, NumPy's RNG, step and scaler dropped."
@@ -69,10 +93,7 @@ def read_checkpoint(path: StrPath, device: str | torch.device = "cpu") -> Checkp
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    try:  # not weights_only: files written before this schema hold NumPy's RNG state (local files of this kit only)
-        state = torch.load(path, map_location=device, weights_only=False)
-    except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError) as e:
-        raise ValueError(f"{path}: not a readable checkpoint (truncated, or not written by torch.save): {e}") from e
+    state = load_plain(path, device)
     missing = [k for k in CHECKPOINT_KEYS if k not in state] if isinstance(state, dict) else list(CHECKPOINT_KEYS)
     if missing:
         raise ValueError(f"{path}: not a tinyaction training checkpoint (missing {missing}); "
