@@ -165,3 +165,14 @@ def test_help_shows_each_option_with_its_meaning_under_its_group():
     loss_group = text[text.index("\nloss:\n"):text.index("\nlong tail:\n")]
     assert "--gamma_neg VALUE" in loss_group and "focusing exponent for negatives" in " ".join(loss_group.split())
     assert "passes over the training split (default: 24)" in " ".join(text.split())
+
+
+@pytest.mark.parametrize("notebook, name, closest", [("03_train.ipynb", "epoch", "epochs"),
+                                                     ("04_evaluate.ipynb", "num_clip", "num_clips")])
+def test_a_misspelt_papermill_parameter_stops_the_notebook_naming_it(tmp_path, notebook, name, closest):
+    # before: the config cell read the namespace with ignore_unknown=True, so `-p epoch 1` trained the default 24 epochs
+    out_dir = tmp_path / "run"
+    result = run_papermill(notebook, tmp_path / "out.ipynb", (name, 1), ("out_dir", out_dir))
+    assert result.returncode != 0
+    assert f"parameter '{name}': got 1; expected '{closest}' (the closest name) or another of the parameters [" in result.stderr
+    assert not out_dir.exists()  # stopped before any work

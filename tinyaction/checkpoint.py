@@ -61,7 +61,7 @@ NUMPY_RNG_GLOBALS = [  # what unpickling NumPy's RNG state (a uint32 array) take
     np.ndarray, np.dtype, type(np.dtype(np.uint32))]
 
 # %% ../nbs/01b_checkpoint.ipynb #3d9a6c52
-def load_plain(path: PathLike, device: str | torch.device = "cpu") -> object:
+def load_plain(path: StrPath, device: str | torch.device = "cpu") -> object:
     "What `torch.save` wrote to `path`, unpickled as data only; a `ValueError` naming the file, and any global that is not data."
     try:
         with torch.serialization.safe_globals(NUMPY_RNG_GLOBALS):

@@ -6,7 +6,9 @@
 from __future__ import annotations
 
 import argparse
+import ast
 import dataclasses
+import difflib
 import inspect
 import io
 import os
@@ -22,7 +24,8 @@ from .compat import moved_names
 
 # %% auto #0
 __all__ = ['TRUE_WORDS', 'FALSE_WORDS', 'NONE_WORDS', 'ConfigT', 'ConfigError', 'parse_bool', 'coerce', 'field_types',
-           'coerce_fields', 'make_config', 'field_docs', 'field_groups', 'config_parser', 'parse_config']
+           'coerce_fields', 'known_parameters', 'make_config', 'injected_names', 'notebook_config', 'field_docs',
+           'field_groups', 'config_parser', 'parse_config']
 
 # %% ../nbs/02a_config.ipynb #ed125a48
 __getattr__ = moved_names(__name__, {"C": "tinyaction.config.ConfigT"})
@@ -115,6 +118,14 @@ def coerce_fields(config: object) -> None:
     for name, kind in field_types(type(config)).items():
         setattr(config, name, coerce(getattr(config, name), kind, name))
 
+# %% ../nbs/02a_config.ipynb #3201aacb
+def known_parameters(cls: type, name: str) -> str:
+    "What a parameter of `cls` may be called: the closest field to `name`, if one is close, then every field."
+    names = list(field_types(cls))
+    closest = difflib.get_close_matches(name, names, n=1)
+    start = f"{closest[0]!r} (the closest name) or another of the parameters " if closest else "one of the parameters "
+    return start + str(names)
+
 # %% ../nbs/02a_config.ipynb #921e85dc
 ConfigT = TypeVar("ConfigT")
 
@@ -126,8 +137,26 @@ def make_config(cls: type[ConfigT], values: Mapping[str, object], ignore_unknown
                       if ignore_unknown else values)
     unknown = sorted(set(values) - set(types_))
     if unknown:
-        raise ConfigError(unknown[0], values[unknown[0]], f"one of the parameters {list(types_)}")
+        raise ConfigError(unknown[0], values[unknown[0]], known_parameters(cls, unknown[0]))
     return cls(**{name: coerce(value, types_[name], name) for name, value in values.items()})
+
+# %% ../nbs/02a_config.ipynb #1c5ce96f
+def injected_names(cells: Sequence[str]) -> list[str]:
+    "The names assigned by the last papermill-injected cell (its source starts with `# Parameters`) among `cells`."
+    injected = [source for source in cells if source.lstrip().startswith("# Parameters")]
+    if not injected:
+        return []
+    return [target.id for node in ast.parse(injected[-1]).body if isinstance(node, ast.Assign)
+            for target in node.targets if isinstance(target, ast.Name)]
+
+# %% ../nbs/02a_config.ipynb #af876d9f
+def notebook_config(cls: type[ConfigT], namespace: Mapping[str, object]) -> ConfigT:
+    "The config of a notebook run from its namespace; a name papermill injected that is not a parameter of `cls` stops it."
+    aliases = getattr(cls, "ALIASES", {})
+    for name in injected_names(namespace.get("In", [])):
+        if name not in field_types(cls) and name not in aliases:
+            raise ConfigError(name, namespace.get(name), known_parameters(cls, name))
+    return make_config(cls, namespace, ignore_unknown=True)
 
 # %% ../nbs/02a_config.ipynb #5be308ae
 def _comments(source: str) -> dict[int, tuple[str, bool]]:
