@@ -179,3 +179,28 @@ def test_a_resume_may_train_longer_and_says_so(synthetic_root, tmp_path, capsys)
     assert json.loads((out / "config.json").read_text())["epochs"] == 2
     assert [json.loads(line)["epoch"] for line in (out / "history.jsonl").read_text().splitlines()] == [0, 1]
     assert final["best_epoch"] in (0, 1)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    "A real 1 MB file system (tmpfs), too small for a checkpoint of the demo network; needs root, as CI runs."
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True, text=True)
+    if result.returncode:
+        pytest.skip(f"cannot mount a 1 MB tmpfs here ({result.stderr.strip()}): the full-disk case needs one")
+    yield mount
+    subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_a_run_into_a_full_disk_names_it_and_leaves_no_tmp_file_no_row_and_no_lock(synthetic_root, small_disk):
+    # before: run.lock could be left empty ("in use by another run (pid None on None)") and history kept a row
+    # for an epoch whose checkpoint was never written
+    out = small_disk / "run"
+    with pytest.raises(OSError, match=rf"{out}/checkpoint_last.pt: no space left on the disk at {small_disk} "
+                                      r"\(\d+ bytes free\) for its \d+ bytes"):
+        fit(tiny_config(synthetic_root, out, epochs=1))
+    left = sorted(p.name for p in out.iterdir())
+    assert not [name for name in left if name.endswith(".tmp") or name.startswith(".")], left
+    assert "run.lock" not in left and "checkpoint_last.pt" not in left
+    assert (out / "history.jsonl").read_text() == ""

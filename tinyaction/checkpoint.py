@@ -6,9 +6,12 @@
 from __future__ import annotations
 
 import dataclasses
+import errno
+import io
 import os
 import pickle
 import re
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,17 +24,44 @@ from .video import StrPath
 from .zoo import get_model
 
 # %% auto #0
-__all__ = ['CHECKPOINT_KEYS', 'NUMPY_RNG_GLOBALS', 'save_atomic', 'Checkpoint', 'load_plain', 'read_checkpoint', 'restore',
-           'load_checkpoint']
+__all__ = ['CHECKPOINT_KEYS', 'NUMPY_RNG_GLOBALS', 'DiskFullError', 'write_atomic', 'save_atomic', 'Checkpoint', 'load_plain',
+           'read_checkpoint', 'restore', 'load_checkpoint']
 
-# %% ../nbs/01b_checkpoint.ipynb #0b6fd8e5
-def save_atomic(obj: object, path: StrPath) -> Path:
-    "`torch.save` to a temporary file beside `path`, then rename it over `path`."
-    path = Path(path)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+# %% ../nbs/01b_checkpoint.ipynb #a011b11a
+class DiskFullError(OSError):
+    "A file that did not fit on its disk: the error names the disk, the path and the bytes it needed."
+
+
+def _mount_point(path: Path) -> Path:
+    "The mount point of the file system that holds `path`."
+    path = path.resolve()
+    while not path.is_mount():
+        path = path.parent
     return path
+
+# %% ../nbs/01b_checkpoint.ipynb #1f82a2c5
+def write_atomic(path: StrPath, data: bytes) -> Path:
+    "Write `data` to a temporary file beside `path`, then rename it over `path`; a full disk raises `DiskFullError`."
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        disk = _mount_point(path.parent)
+        raise DiskFullError(e.errno, f"{path}: no space left on the disk at {disk} ({shutil.disk_usage(disk).free} bytes "
+                                     f"free) for its {len(data)} bytes; free some space or write elsewhere") from e
+    return path
+
+# %% ../nbs/01b_checkpoint.ipynb #9763602f
+def save_atomic(obj: object, path: StrPath) -> Path:
+    "`torch.save` of `obj` written atomically to `path` (see `write_atomic`)."
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return write_atomic(path, buffer.getvalue())
 
 # %% ../nbs/01b_checkpoint.ipynb #ce6c0170
 CHECKPOINT_KEYS = ("model", "config", "classes", "epoch")  # what every checkpoint must hold to rebuild its network

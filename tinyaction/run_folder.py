@@ -13,6 +13,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Protocol
 
+from .checkpoint import write_atomic
+
 # %% auto #0
 __all__ = ['LOCK_FILE', 'RUN_FILES', 'RunFolderError', 'process_gone', 'run_lock', 'RunSettings', 'claim_out_dir', 'resume_path',
            'trim_history', 'write_run_file']
@@ -114,8 +116,5 @@ def trim_history(path: Path, last_epoch: int):
 
 # %% ../nbs/02f_run_folder.ipynb #d879ccdb
 def write_run_file(path: Path, content: dict) -> Path:
-    "Write `content` as JSON to `path` atomically (a temporary file beside it, renamed over it)."
-    part = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    part.write_text(json.dumps(content, indent=1))
-    os.replace(part, path)
-    return path
+    "Write `content` as JSON to `path` atomically (`write_atomic`: a full disk is named, no temporary file stays)."
+    return write_atomic(path, json.dumps(content, indent=1).encode())

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 import time
 from contextlib import nullcontext
@@ -380,8 +381,8 @@ def fit_epoch(run: TrainingRun, epoch: int, logger: RunLogger | None = None) -> 
 # %% ../nbs/03_train.ipynb #008ec3c2
 def save_epoch(run: TrainingRun, row: dict, best_f1: float, best_epoch: int, logger: RunLogger | None = None):
     "Append the epoch's row to history.jsonl (and `logger`) and write checkpoint_last.pt (and checkpoint_best.pt if best)."
-    with (run.out / "history.jsonl").open("a") as f:
-        f.write(json.dumps(row) + "\n")
+    history = run.out / "history.jsonl"
+    kept = history.stat().st_size if history.exists() else 0
     if logger:
         logger.log_epoch(run.scheduler.last_epoch - 1, {**row, "best_macro_f1": best_f1})
     print(f"epoch {row['epoch']}: loss {row['train_loss']:.4f}  val macro F1 {row['macro_f1']:.4f}  "
@@ -389,7 +390,14 @@ def save_epoch(run: TrainingRun, row: dict, best_f1: float, best_epoch: int, log
     checkpoint = Checkpoint(run.model.state_dict(), asdict(run.config), run.train_set.classes, row["epoch"],
                             run.optimizer.state_dict(), run.scheduler.state_dict(), torch.get_rng_state(),
                             best_f1, best_epoch, row)
-    checkpoint.save(run.out / "checkpoint_last.pt")
+    try:
+        with history.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+        checkpoint.save(run.out / "checkpoint_last.pt")
+    except OSError:  # a full disk, say: no row stays for an epoch without its checkpoint
+        if history.exists():
+            os.truncate(history, kept)
+        raise
     if best_epoch == row["epoch"]:
         checkpoint.save(run.out / "checkpoint_best.pt")
 
