@@ -11,6 +11,12 @@ MOVED = {
     "tinyaction.train": {"cache_if_asked": "tinyaction.loaders.cache_splits", "LOCK_FILE": "tinyaction.run_folder.LOCK_FILE",
                          "RunFolderError": "tinyaction.run_folder.RunFolderError", "Run": "tinyaction.train.TrainingRun",
                          "train_one_epoch": "tinyaction.train.train_epoch", "run_epochs": "tinyaction.train.fit_run"},
+    "tinyaction.models": {"to_fast_path": "tinyaction.models.prepare_for_device",
+                          "clip_format": "tinyaction.models.input_memory_format",
+                          "time_padded": "tinyaction.models.use_time_padded_convs"},
+    "tinyaction.video": {"PathLike": "tinyaction.video.StrPath"},
+    "tinyaction.config": {"C": "tinyaction.config.ConfigT"},
+    "tinyaction.experiments": {"run_one": "tinyaction.experiments.execute_run", "RunTable": "tinyaction.experiments.RunBrowser"},
 }
 
 

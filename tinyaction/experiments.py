@@ -40,8 +40,8 @@ __all__ = ['MAX_NAME', 'SWEEP_PARAMETERS', 'STATUS_FILE', 'METRICS', 'DEFAULT_NO
            'plot_curves', 'plot_class_f1', 'experiments_parser', 'main']
 
 # %% ../nbs/06_experiments.ipynb #506cb1f1
-__getattr__ = moved_names(__name__, {"execute_run": "tinyaction.experiments.execute_run",
-                                     "RunBrowser": "tinyaction.experiments.RunBrowser"})
+__getattr__ = moved_names(__name__, {"run_one": "tinyaction.experiments.execute_run",
+                                     "RunTable": "tinyaction.experiments.RunBrowser"})
 
 # %% ../nbs/06_experiments.ipynb #6f4eaea1
 def expand_grid(grid: Mapping[str, Sequence]) -> list[dict]:

@@ -27,9 +27,9 @@ __all__ = ['AMP_MODES', 'HEAD_KEYS', 'mid_planes', 'TimePaddedConv3d', 'use_time
            'read_state_dict', 'LoadReport', 'load_pretrained']
 
 # %% ../nbs/01_models.ipynb #333ceb08
-__getattr__ = moved_names(__name__, {"prepare_for_device": "tinyaction.models.prepare_for_device",
-                                     "input_memory_format": "tinyaction.models.input_memory_format",
-                                     "use_time_padded_convs": "tinyaction.models.use_time_padded_convs"})
+__getattr__ = moved_names(__name__, {"to_fast_path": "tinyaction.models.prepare_for_device",
+                                     "clip_format": "tinyaction.models.input_memory_format",
+                                     "time_padded": "tinyaction.models.use_time_padded_convs"})
 
 # %% ../nbs/01_models.ipynb #e5b7c9c2
 def mid_planes(in_planes: int, out_planes: int, t: int = 3, d: int = 3) -> int:

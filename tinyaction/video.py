@@ -23,7 +23,7 @@ __all__ = ['StrPath', 'Indices', 'DECODERS', 'Size', 'VideoReadError', 'write_vi
            'height_width', 'resize_frames', 'read_clip']
 
 # %% ../nbs/00_video.ipynb #c1611a76
-__getattr__ = moved_names(__name__, {"StrPath": "tinyaction.video.StrPath"})
+__getattr__ = moved_names(__name__, {"PathLike": "tinyaction.video.StrPath"})
 
 # %% ../nbs/00_video.ipynb #0bdc7411
 StrPath = Union[str, os.PathLike]
