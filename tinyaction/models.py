@@ -19,12 +19,13 @@ from torch import nn
 from torchvision.models.video import resnet as tv
 
 from .compat import moved_names
+from .hub import fetch_weights
 
 # %% auto #0
 __all__ = ['AMP_MODES', 'HEAD_KEYS', 'mid_planes', 'TimePaddedConv3d', 'use_time_padded_convs', 'Conv2Plus1D', 'BasicBlock',
            'R2Plus1DStem', 'R2Plus1D', 'r2plus1d_18', 'r2plus1d_34', 'r2plus1d_tiny', 'torchvision_r2plus1d_34',
            'count_flops', 'prepare_for_device', 'input_memory_format', 'native_bf16', 'uses_bf16', 'autocast',
-           'read_state_dict', 'LoadReport', 'load_pretrained']
+           'read_state_dict', 'LoadReport', 'published_path', 'load_pretrained']
 
 # %% ../nbs/01_models.ipynb #333ceb08
 __getattr__ = moved_names(__name__, {"to_fast_path": "tinyaction.models.prepare_for_device",
@@ -255,7 +256,8 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     "Tensors of a local checkpoint (.pth/.pt, wrapped or not, or .safetensors), with DDP/compile prefixes removed."
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: weights file not found (nothing is downloaded; pass a local file)")
+        raise FileNotFoundError(f"{path}: weights file not found (nothing is downloaded for a path: "
+                                f"pass a local file, or 'published')")
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
@@ -302,16 +304,26 @@ def _shape_error(path: Path, mismatched: list[tuple[str, tuple, tuple]]) -> Valu
         hint = "\nThe file is of another architecture (other stage widths): build the network it was trained as."
     return ValueError(f"{path}: {len(mismatched)} tensor shape(s) do not match the model:\n{lines}{hint}")
 
+# %% ../nbs/01_models.ipynb #356fced3
+def published_path(model: nn.Module, progress: bool = True) -> Path:
+    "The cached file of `model`'s published weights (as `get_model` tagged it), downloaded once; an error if none."
+    weights = getattr(model, "published_weights", None)
+    if weights is None:
+        raise ValueError(f"{type(model).__name__} has no published weights: pass a local weights file "
+                         "(tinyaction.zoo.list_models(published=True) names the networks that have them)")
+    return fetch_weights(weights, progress)
+
 # %% ../nbs/01_models.ipynb #b17ef020
 HEAD_KEYS = ("fc.weight", "fc.bias")
 
 
 def load_pretrained(model: nn.Module,  # network with torchvision's VideoResNet key names
-                    path: str | Path,  # local .pth/.pt (bare or wrapped) or .safetensors file; nothing is downloaded
+                    path: str | Path,  # local .pth/.pt (bare or wrapped) or .safetensors file, or "published"
                     strict: bool = True,  # missing or unexpected keys are an error; False loads the rest and reports them
+                    progress: bool = True,  # a progress bar while "published" weights download (once, into torch.hub's cache)
                     ) -> LoadReport:
-    "Load a local weights file into `model`, replacing a head of another size; returns what was loaded."
-    path = Path(path)
+    "Load a weights file into `model`, replacing a head of another size; returns what was loaded."
+    path = published_path(model, progress) if path == "published" else Path(path)
     state, own = read_state_dict(path), model.state_dict()
     report = LoadReport(path)
     mismatched = [(k, tuple(v.shape), tuple(own[k].shape)) for k, v in state.items() if k in own and v.shape != own[k].shape]

@@ -78,7 +78,7 @@ class TrainConfig:
 
     # model
     arch: str = "r2plus1d_tiny"  # a network of `tinyaction.zoo.list_models()`: its input contract sets the normalisation
-    pretrained: str | None = None  # a local weights file (e.g. an IG65M r2plus1d_34 .pth), or None
+    pretrained: str | None = None  # a local weights file, "published" (the arch's published weights, 00d_hub), or None
     freeze_bn: bool = False  # keep BatchNorm in eval mode while training (fixed statistics)
     sync_bn: bool = True  # SyncBatchNorm across the GPU processes under torchrun
 
@@ -170,6 +170,9 @@ class TrainConfig:
         if self.amp not in AMP_MODES:
             raise ConfigError("amp", self.amp, "True, False or 'auto'")
         model_info(self.arch).contract.check(self.arch, self.clip_len, self.size)
+        if self.pretrained == "published" and model_info(self.arch).weights is None:
+            raise ConfigError("pretrained", self.pretrained, f"a local weights file: {self.arch} has no published weights "
+                              f"(these have: {list_models(published=True)})")
 
 # %% ../nbs/03_train.ipynb #a24a4973
 def build_loss(config: TrainConfig, class_counts: Sequence[int] | None = None, num_clips: int | None = None) -> nn.Module:

@@ -5,7 +5,10 @@
 # %% ../nbs/01a_zoo.ipynb #bb28ae25
 from __future__ import annotations
 
+import argparse
+import os
 import re
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -16,11 +19,12 @@ from torch import nn
 from torchvision.models import video as tv_video
 
 from .data import KINETICS_MEAN, KINETICS_STD, ClipNormalize
-from .models import r2plus1d_18, r2plus1d_34, r2plus1d_tiny
+from .hub import PublishedWeights, WeightsDownloadError, fetch_weights, hash_in_name
+from .models import load_pretrained, r2plus1d_18, r2plus1d_34, r2plus1d_tiny
 
 # %% auto #0
-__all__ = ['FIXED_INPUT', 'MODELS', 'InputContract', 'torchvision_contract', 'ModelInfo', 'list_models', 'model_info',
-           'head_keys', 'get_model', 'contract_of']
+__all__ = ['FIXED_INPUT', 'IG65M_RELEASE', 'IG65M_FILES', 'MODELS', 'InputContract', 'torchvision_contract', 'ModelInfo',
+           'list_models', 'model_info', 'head_keys', 'get_model', 'contract_of', 'zoo_parser', 'main']
 
 # %% ../nbs/01a_zoo.ipynb #240e449a
 @dataclass(frozen=True)
@@ -70,32 +74,44 @@ class ModelInfo:
     source: str  # who publishes weights in this layout
     weights_classes: int | None = None  # classes of the published checkpoint, if one has a fixed head
     kinetics_top1: float | None = None  # Kinetics-400 top-1 of the published weights, where torchvision reports it
+    weights: PublishedWeights | None = None  # the published weights file; None: there is none
 
 # %% ../nbs/01a_zoo.ipynb #eac8b3a3
 def _torchvision_info(name: str) -> ModelInfo:
     "The entry of torchvision's video model `name`: its builder without weights, contract and Kinetics top-1."
     contract, top1 = torchvision_contract(name)
     build = partial(torchvision.models.get_model, name, weights=None)
-    return ModelInfo(name, build, contract, "torchvision (Kinetics-400)", 400, top1)
+    base_url, file_name = torchvision.models.get_model_weights(name).DEFAULT.url.rsplit("/", 1)
+    weights = PublishedWeights(base_url + "/", file_name, hash_in_name(file_name))
+    return ModelInfo(name, build, contract, "torchvision (Kinetics-400)", 400, top1, weights)
 
 # %% ../nbs/01a_zoo.ipynb #ef519ee4
+IG65M_RELEASE = "https://github.com/moabitcoin/ig65m-pytorch/releases/download/v1.0.0/"
+IG65M_FILES = {(8, "ig65m"): "r2plus1d_34_clip8_ig65m_from_scratch-9bae36ae.pth",
+               (32, "ig65m"): "r2plus1d_34_clip32_ig65m_from_scratch-449a7af9.pth",
+               (8, "kinetics"): "r2plus1d_34_clip8_ft_kinetics_from_ig65m-0aa0550b.pth",
+               (32, "kinetics"): "r2plus1d_34_clip32_ft_kinetics_from_ig65m-ade133f1.pth"}
+
+
 def _ig65m_info(frames: int, pretraining: str, classes: int) -> ModelInfo:
     "The entry of an IG65M checkpoint: R(2+1)D-34 in the IG65M layout, named by clip length and pretraining."
     name = f"r2plus1d_34_{frames}_{pretraining}"
     return ModelInfo(name, partial(r2plus1d_34, ig65m=True), InputContract(frames=frames, size=112),
-                     "IG65M (moabitcoin/ig65m-pytorch)", classes)
+                     "IG65M (moabitcoin/ig65m-pytorch)", classes, weights=PublishedWeights(IG65M_RELEASE,
+                                                                                         IG65M_FILES[frames, pretraining]))
 
 # %% ../nbs/01a_zoo.ipynb #4c47ebc0
 def _registry() -> dict[str, ModelInfo]:
     "Every name the zoo knows: the kit's networks, the IG65M checkpoints' layouts, torchvision's video models."
     ours = [ModelInfo("r2plus1d_tiny", r2plus1d_tiny, InputContract(frames=8, size=32), "tinyaction (CPU demo)"),
             ModelInfo("r2plus1d_34", partial(r2plus1d_34, ig65m=True), InputContract(frames=16, size=112),
-                      "IG65M layout, the 2021 entry's 16 frames")]
+                      "IG65M layout, the 2021 entry's 16 frames", 400,
+                      weights=PublishedWeights(IG65M_RELEASE, IG65M_FILES[8, "kinetics"]))]
     ig65m = [_ig65m_info(8, "ig65m", 487), _ig65m_info(32, "ig65m", 359), _ig65m_info(8, "kinetics", 400),
              _ig65m_info(32, "kinetics", 400)]
     torchvision_models = [_torchvision_info(name) for name in torchvision.models.list_models(module=tv_video)]
     torchvision_models = [info if info.name != "r2plus1d_18" else ModelInfo(
-        "r2plus1d_18", r2plus1d_18, info.contract, info.source, info.weights_classes, info.kinetics_top1)
+        "r2plus1d_18", r2plus1d_18, info.contract, info.source, info.weights_classes, info.kinetics_top1, info.weights)
         for info in torchvision_models]
     return {info.name: info for info in ours + ig65m + torchvision_models}
 
@@ -103,9 +119,9 @@ def _registry() -> dict[str, ModelInfo]:
 MODELS: dict[str, ModelInfo] = _registry()
 
 # %% ../nbs/01a_zoo.ipynb #a75ed28b
-def list_models() -> list[str]:
-    "The names `get_model` builds, sorted."
-    return sorted(MODELS)
+def list_models(published: bool = False) -> list[str]:
+    "The names `get_model` builds, sorted; with `published`, only those with published weights."
+    return sorted(name for name, info in MODELS.items() if info.weights or not published)
 
 # %% ../nbs/01a_zoo.ipynb #d357249b
 def model_info(name: str) -> ModelInfo:
@@ -122,14 +138,55 @@ def head_keys(info: ModelInfo) -> tuple[str, ...]:
     return tuple(k for k in one if one[k].shape != two[k].shape)
 
 # %% ../nbs/01a_zoo.ipynb #4ba6bacb
-def get_model(name: str, num_classes: int = 26, **kw) -> nn.Module:
-    "Build a registered network by name with random weights, tagged with its `input_contract` and `head_keys`."
+def get_model(name: str,  # a name of `list_models()`
+              num_classes: int = 26,  # the classifier head's outputs
+              pretrained: str | os.PathLike | None = None,  # a local weights file, "published" (downloaded once), or None
+              progress: bool = True,  # a progress bar while published weights download
+              **kw,  # passed on to the network's builder
+              ) -> nn.Module:
+    "Build a registered network by name, tagged with its `input_contract`, `head_keys` and `published_weights`."
     info = model_info(name)
     model = info.build(num_classes=num_classes, **kw)
-    model.input_contract, model.head_keys = info.contract, head_keys(info)
+    model.input_contract, model.head_keys, model.published_weights = info.contract, head_keys(info), info.weights
+    if pretrained is not None:
+        load_pretrained(model, pretrained, progress=progress)
     return model
 
 # %% ../nbs/01a_zoo.ipynb #98df3a73
 def contract_of(model: nn.Module) -> InputContract:
     "The input contract `get_model` tagged `model` with, or the Kinetics default for an untagged network."
     return getattr(model, "input_contract", InputContract())
+
+# %% ../nbs/01a_zoo.ipynb #fa565143
+def zoo_parser() -> argparse.ArgumentParser:
+    "The options of `python -m tinyaction.zoo`: `list`, and `download NAME...`."
+    parser = argparse.ArgumentParser(prog="python -m tinyaction.zoo", description="The zoo's networks and published weights.")
+    verbs = parser.add_subparsers(dest="verb", required=True)
+    verbs.add_parser("list", help="every name, with its published weights file ('-': none)")
+    download = verbs.add_parser("download", help="fetch the published weights of NAMEs into torch.hub's cache")
+    download.add_argument("names", nargs="+", metavar="NAME")
+    return parser
+
+# %% ../nbs/01a_zoo.ipynb #c1de35f6
+def main(argv: list[str] | None = None) -> int:
+    "`python -m tinyaction.zoo list | download NAME...`; exit status 1 if a download failed."
+    args = zoo_parser().parse_args(argv)
+    if args.verb == "list":
+        for name in list_models():
+            print(f"{name:24} {MODELS[name].weights.file_name if MODELS[name].weights else '-'}")
+        return 0
+    unknown = [name for name in args.names if name not in list_models(published=True)]
+    if unknown:
+        zoo_parser().error(f"no published weights for {unknown}; names that have them: {list_models(published=True)}")
+    failed = 0
+    for name in args.names:
+        try:
+            print(f"{name}: {fetch_weights(MODELS[name].weights)}")
+        except WeightsDownloadError as e:
+            print(f"{name}: {e}", file=sys.stderr)
+            failed = 1
+    return failed
+
+
+if __name__ == "__main__" and sys.argv[0] == globals().get("__file__"):  # `python -m`, not a notebook kernel
+    sys.exit(main())
