@@ -202,3 +202,14 @@ def test_a_sweep_over_a_garbage_status_json_runs_that_run_again_and_says_so(tmp_
     status = read_status(out_root / "lr=0.2")
     assert (status["status"], status["params"], status["fixed"], status["attempts"]) == ("done", {"lr": 0.2}, {"epochs": 1}, 1)
 
+
+@pytest.mark.parametrize("argv", [["--torchrun", "--nproc_per_node=1"], ["--torchrun=--nproc_per_node=1"]])
+def test_torchrun_options_that_start_with_dashes_are_taken_after_a_space_or_an_equals_sign(argv):
+    args = experiments.experiments_parser().parse_args(["sweep", "--out_root", "runs/x", *argv, "--grid", "seed=0,1"])
+    assert (args.torchrun, args.grid, args.out_root) == ("--nproc_per_node=1", ["seed=0,1"], "runs/x")
+
+
+def test_torchrun_does_not_take_the_sweeps_own_option_for_its_value(capsys):
+    with pytest.raises(SystemExit):
+        experiments.experiments_parser().parse_args(["sweep", "--out_root", "runs/x", "--torchrun", "--grid", "seed=0,1"])
+    assert "argument --torchrun: expected one argument" in capsys.readouterr().err

@@ -473,6 +473,22 @@ def plot_class_f1(runs: pd.DataFrame) -> go.Figure:
                                texttemplate="%{z:.2f}"))
     return fig.update_layout(height=120 + 30 * len(runs), margin=dict(l=10, r=10, t=30, b=40), yaxis_autorange="reversed")
 
+# %% ../nbs/06_experiments.ipynb #4b3957a5
+class _DashValueParser(argparse.ArgumentParser):
+    "An ArgumentParser whose `dash_values` options take a value that starts with `-` after a space too, not only after `=`."
+    dash_values = ("--torchrun",)
+
+    def parse_known_args(self, args=None, namespace=None):
+        "Parse `args` with `--torchrun VALUE` read as `--torchrun=VALUE` where VALUE starts with `-` and is no option here."
+        joined = []
+        for arg in sys.argv[1:] if args is None else args:
+            if (joined and joined[-1] in self.dash_values and joined[-1] in self._option_string_actions
+                    and arg.startswith("-") and arg.split("=")[0] not in self._option_string_actions):
+                joined[-1] = f"{joined[-1]}={arg}"
+            else:
+                joined.append(arg)
+        return super().parse_known_args(joined, namespace)
+
 # %% ../nbs/06_experiments.ipynb #5ba0d49e
 DEFAULT_NOTEBOOK = "nbs/03_train.ipynb"
 
@@ -480,7 +496,7 @@ DEFAULT_NOTEBOOK = "nbs/03_train.ipynb"
 def experiments_parser() -> argparse.ArgumentParser:
     "The command line: `sweep` runs a sweep (or a shard of it), `collect` tabulates one."
     parser = argparse.ArgumentParser(prog="python -m tinyaction.experiments", description=__doc__, allow_abbrev=False)
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_DashValueParser)
     sweep = commands.add_parser("sweep", help="run a notebook once per configuration", allow_abbrev=False)
     sweep.add_argument("--out_root", required=True, help="the sweep's folder: one folder per run")
     sweep.add_argument("--notebook", default=DEFAULT_NOTEBOOK, help=f"the notebook each run executes ({DEFAULT_NOTEBOOK})")
