@@ -10,6 +10,7 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from tinyaction import experiments
 from tinyaction.config import ConfigError
 from tinyaction.data import load_split
 from tinyaction.experiments import collect_runs, expand_grid, read_status, run_name, run_sweep
@@ -155,3 +156,60 @@ def test_event_files_hold_the_val_macro_f1_of_each_epoch_once_after_a_resume(syn
     assert {tag.removeprefix("class_f1/"): events.Scalars(tag)[-1].value for tag in events.Tags()["scalars"]
             if tag.startswith("class_f1/")} == pytest.approx(per_class, abs=1e-6)
     assert "_hparams_/session_start_info" in events.PluginTagToContent("hparams")
+
+
+def finished_run(run_dir, params: dict, fixed: dict):
+    "A run folder as a sweep leaves a finished run, without running anything: status.json, history.jsonl, metrics.json."
+    run_dir.mkdir(parents=True)
+    status = {"name": run_dir.name, "params": params, "fixed": fixed, "status": "done", "error": None, "total_seconds": 2.0,
+              "attempts": 1}
+    experiments.write_status(run_dir, status)
+    (run_dir / "history.jsonl").write_text(json.dumps({"epoch": 0, "macro_f1": 0.5}) + "\n")
+    (run_dir / "metrics.json").write_text(json.dumps({"macro_f1": 0.5, "per_class": [{"name": "a", "f1": 0.5}]}))
+
+
+def test_collect_marks_a_run_with_a_garbage_or_empty_status_json_broken_and_shows_the_others(tmp_path, capsys):
+    out_root = tmp_path / "sweep"
+    for lr in (0.1, 0.2, 0.3):
+        finished_run(out_root / f"lr={lr}", {"lr": lr}, {})
+    garbage, empty = out_root / "lr=0.2" / "status.json", out_root / "lr=0.3" / "status.json"
+    garbage.write_bytes(b"\x00\xff garbage {")
+    empty.write_text("{}")
+    runs = collect_runs(out_root).set_index("run")
+    assert runs["status"].to_dict() == {"lr=0.1": "done", "lr=0.2": "broken", "lr=0.3": "broken"}
+    assert runs.loc["lr=0.1", "macro_f1"] == 0.5 and runs.loc["lr=0.1", "lr"] == 0.1 and runs.attrs["params"] == ["lr"]
+    assert runs.loc["lr=0.2", "error"].startswith(f"{garbage}: not JSON (")
+    assert runs.loc["lr=0.3", "error"] == (f"{empty}: not a run's status: "
+                                           "no 'status', 'params', 'fixed', 'error', 'total_seconds', 'attempts'")
+    assert experiments.collect_histories(out_root)["run"].tolist() == ["lr=0.1"]  # the broken runs' curves are left out
+    assert experiments.main(["collect", str(out_root)]) == 0
+    printed = capsys.readouterr().out
+    assert f"lr=0.2: {garbage}: not JSON (" in printed and f"lr=0.3: {empty}: not a run's status" in printed
+    assert "3 runs (2 broken)" in printed
+    assert pd.read_csv(out_root / "runs.csv").set_index("run")["status"].to_dict() == runs["status"].to_dict()
+
+
+def test_a_sweep_over_a_garbage_status_json_runs_that_run_again_and_says_so(tmp_path, monkeypatch, capsys):
+    out_root, executed = tmp_path / "sweep", []
+    for lr in (0.1, 0.2):
+        finished_run(out_root / f"lr={lr}", {"lr": lr}, {"epochs": 1})
+    garbage = out_root / "lr=0.2" / "status.json"
+    garbage.write_text('{"status": "do')  # cut short
+    monkeypatch.setattr(experiments, "_execute", lambda notebook, run_dir, *_: executed.append(run_dir.name))
+    outcome = run_sweep(NOTEBOOK, {"lr": [0.1, 0.2]}, out_root, {"epochs": 1}, progress=False)
+    assert outcome == {"lr=0.1": "skipped", "lr=0.2": "done"} and executed == ["lr=0.2"]
+    assert f"lr=0.2: {garbage}: not JSON (" in capsys.readouterr().out
+    status = read_status(out_root / "lr=0.2")
+    assert (status["status"], status["params"], status["fixed"], status["attempts"]) == ("done", {"lr": 0.2}, {"epochs": 1}, 1)
+
+
+@pytest.mark.parametrize("argv", [["--torchrun", "--nproc_per_node=1"], ["--torchrun=--nproc_per_node=1"]])
+def test_torchrun_options_that_start_with_dashes_are_taken_after_a_space_or_an_equals_sign(argv):
+    args = experiments.experiments_parser().parse_args(["sweep", "--out_root", "runs/x", *argv, "--grid", "seed=0,1"])
+    assert (args.torchrun, args.grid, args.out_root) == ("--nproc_per_node=1", ["seed=0,1"], "runs/x")
+
+
+def test_torchrun_does_not_take_the_sweeps_own_option_for_its_value(capsys):
+    with pytest.raises(SystemExit):
+        experiments.experiments_parser().parse_args(["sweep", "--out_root", "runs/x", "--torchrun", "--grid", "seed=0,1"])
+    assert "argument --torchrun: expected one argument" in capsys.readouterr().err

@@ -3,6 +3,7 @@ import io
 import json
 from pathlib import Path
 
+import ipywidgets as W
 import numpy as np
 import pytest
 from PIL import Image
@@ -12,7 +13,7 @@ from tinyaction.metrics import load_scores, save_scores
 from tinyaction.video import write_video
 from tinyaction.widgets import ClipBrowser, ErrorExplorer, false_positive_cooccurrence
 
-from conftest import SAMPLE_ROOT, pyav_frames, write_sample_scores
+from conftest import SAMPLE_ROOT, copy_dataset, pyav_frames, write_sample_scores
 
 
 def video_shape(data: bytes, folder: Path) -> tuple[int, int, int]:
@@ -20,6 +21,13 @@ def video_shape(data: bytes, folder: Path) -> tuple[int, int, int]:
     path = folder / "shown.mp4"
     path.write_bytes(data)
     return pyav_frames(path).shape[:3]
+
+
+def on_show(widget: W.Widget) -> list[W.Widget]:
+    "`widget` and the widgets inside it, except those hidden (layout.display 'none') and what they hold."
+    if widget.layout.display == "none":
+        return []
+    return [widget, *(shown for child in getattr(widget, "children", ()) for shown in on_show(child))]
 
 
 @pytest.fixture(scope="module")
@@ -94,6 +102,28 @@ def test_an_empty_selection_clears_the_display(scored):
     assert browser.native_video.value == b"" and browser.strip.value == b""
     assert "No clip matches" in browser.info.value and browser.status.value.startswith("0 of")
 
+
+
+def test_stepping_onto_an_unreadable_clip_shows_its_id_labels_and_error_instead_of_the_previous_video(tmp_path):
+    root = copy_dataset(SAMPLE_ROOT, tmp_path / "sample")
+    good, bad, after = load_split(root, "train")[:3]
+    bad.path.write_bytes(b"not a video " * 100)
+    browser = ClipBrowser(root, "train")
+    previous = browser.native_video.value
+    assert browser.current.id == good.id and previous[4:8] == b"ftyp"
+    browser.step(1)
+    assert browser.current.id == bad.id
+    shown = on_show(browser.view)
+    text = "".join(w.value for w in shown if isinstance(w, W.HTML))
+    assert f"<b>{bad.id}</b>" in text and all(label in text for label in bad.labels)
+    assert f"{bad.path}: cannot decode" in text
+    assert not [w for w in shown if isinstance(w, W.Video)], "no video is on show for a clip that cannot be read"
+    assert (browser.native_video.value, browser.input_video.value, browser.strip.value) == (b"", b"", b"")
+    browser.step(1)
+    shown = on_show(browser.view)
+    assert browser.current.id == after.id and str(bad.path) not in "".join(w.value for w in shown if isinstance(w, W.HTML))
+    videos = [w for w in shown if isinstance(w, W.Video)]
+    assert len(videos) == 2 and all(v.value[4:8] == b"ftyp" for v in videos) and browser.native_video.value != previous
 
 def test_a_10x10_clip_is_enlarged_without_blurring(tmp_path):
     root = tmp_path / "ten"

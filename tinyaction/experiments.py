@@ -33,11 +33,11 @@ from .run_folder import process_gone
 from .train import TrainConfig
 
 # %% auto #0
-__all__ = ['MAX_NAME', 'SWEEP_PARAMETERS', 'STATUS_FILE', 'METRICS', 'DEFAULT_NOTEBOOK', 'SUMMARY_COLUMNS', 'expand_grid',
-           'parse_value', 'parse_assignments', 'run_name', 'parse_shard', 'take_shard', 'check_parameters',
-           'write_status', 'read_status', 'RunFailed', 'execute_run', 'plan_sweep', 'run_sweep', 'read_history',
-           'run_row', 'collect_runs', 'collect_histories', 'mean_over_seeds', 'filter_runs', 'RunBrowser',
-           'plot_curves', 'plot_class_f1', 'experiments_parser', 'main']
+__all__ = ['MAX_NAME', 'SWEEP_PARAMETERS', 'STATUS_FILE', 'RUN_STATES', 'STATUS_KEYS', 'METRICS', 'DEFAULT_NOTEBOOK',
+           'SUMMARY_COLUMNS', 'expand_grid', 'parse_value', 'parse_assignments', 'run_name', 'parse_shard',
+           'take_shard', 'check_parameters', 'write_status', 'BrokenRun', 'read_status', 'RunFailed', 'execute_run',
+           'plan_sweep', 'run_sweep', 'read_history', 'run_row', 'collect_runs', 'collect_histories', 'mean_over_seeds',
+           'filter_runs', 'RunBrowser', 'plot_curves', 'plot_class_f1', 'experiments_parser', 'main']
 
 # %% ../nbs/06_experiments.ipynb #506cb1f1
 __getattr__ = moved_names(__name__, {"run_one": "tinyaction.experiments.execute_run",
@@ -139,13 +139,42 @@ def write_status(run_dir: Path, status: dict):
     part.write_text(json.dumps(status, indent=1))
     os.replace(part, run_dir / STATUS_FILE)
 
+# %% ../nbs/06_experiments.ipynb #84c46601
+class BrokenRun(ValueError):
+    "A run folder whose status.json cannot be read; the message names the file and what is wrong with it."
+
+# %% ../nbs/06_experiments.ipynb #a64a432d
+RUN_STATES = ("running", "done", "failed", "interrupted")  # what a status.json says of its run
+STATUS_KEYS = ("status", "params", "fixed", "error", "total_seconds", "attempts")  # what every status.json holds
+
+
+def _status_problem(status: object) -> str | None:
+    "What is wrong with `status`, as read from a status.json, for the sweep and the table to use it; None if nothing."
+    if not isinstance(status, dict):
+        return f"not an object but {json.dumps(status)[:60]}"
+    missing = [key for key in STATUS_KEYS if key not in status]
+    if missing:
+        return "no " + ", ".join(map(repr, missing))
+    if status["status"] not in RUN_STATES:
+        return f"'status' is {status['status']!r}, not one of {list(RUN_STATES)}"
+    for key in ("params", "fixed"):
+        if not isinstance(status[key], dict):
+            return f"{key!r} is {status[key]!r}, not an object of parameters"
+    return None
+
 # %% ../nbs/06_experiments.ipynb #652d79a7
 def read_status(run_dir: Path) -> dict | None:
     "The status of the run in `run_dir` (None if it never started); `running` by a process that is gone reads `interrupted`."
     path = Path(run_dir) / STATUS_FILE
     if not path.is_file():
         return None
-    status = json.loads(path.read_text())
+    try:
+        status = json.loads(path.read_bytes())
+    except ValueError as e:  # not JSON, or not text
+        raise BrokenRun(f"{path}: not JSON ({e})") from e
+    problem = _status_problem(status)
+    if problem:
+        raise BrokenRun(f"{path}: not a run's status: {problem}")
     if status["status"] == "running" and process_gone(status):
         status["status"] = "interrupted"
     return status
@@ -192,7 +221,10 @@ def execute_run(notebook: str | Path, run_dir: Path, params: dict, fixed: dict, 
     "Run one configuration into `run_dir` (resuming what is there) and record how it went; returns its status."
     notebook, run_dir = Path(notebook), Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    before = read_status(run_dir) or {}
+    try:
+        before = read_status(run_dir) or {}
+    except BrokenRun:  # replaced by this status: the attempts and the time it counted are lost with it
+        before = {}
     status = {"name": run_dir.name, "params": params, "fixed": fixed, "notebook": notebook.name,
               "launcher": f"torchrun {torchrun}" if torchrun is not None else "papermill", "status": "running",
               "error": None, "host": socket.gethostname(), "pid": os.getpid(), "started": _now(), "ended": None,
@@ -252,7 +284,10 @@ def plan_sweep(notebook: str | Path, configs: Mapping[str, Sequence] | Sequence[
             raise ValueError(f"configurations {runs[name]} and {params} would both run in {Path(out_root) / name}")
         runs[name] = params
     for name, params in runs.items():
-        status = read_status(Path(out_root) / name)
+        try:
+            status = read_status(Path(out_root) / name)
+        except BrokenRun:  # its parameters are unknown: run_sweep runs it again, and says so
+            continue
         if status and (status["params"], status["fixed"]) != (_as_json_value(params), _as_json_value(fixed)):
             raise ValueError(f"{Path(out_root) / name} holds a run of {status['params']} with {status['fixed']}, not "
                              f"{_as_json_value(params)} with {_as_json_value(fixed)}: choose another out_root, "
@@ -277,7 +312,11 @@ def run_sweep(notebook: str | Path,  # the notebook papermill runs for each conf
     with tqdm(mine, desc=f"sweep {Path(out_root).name} ({shard[0]}/{shard[1]})", unit="run", disable=not progress) as bar:
         for name in bar:
             run_dir = Path(out_root) / name
-            status = read_status(run_dir)
+            try:
+                status = read_status(run_dir)
+            except BrokenRun as e:
+                status = None
+                bar.write(f"{name}: {e}; running it again")
             if status and status["status"] == "done":
                 outcome[name] = "skipped"
             else:
@@ -307,7 +346,11 @@ def _json_or_empty(path: Path) -> dict:
 
 def run_row(run_dir: Path) -> dict:
     "A run's row of the table: parameters, state, final and best val metrics, per-class F1, wall time, config."
-    status, history, metrics = read_status(run_dir), read_history(run_dir), _json_or_empty(Path(run_dir) / "metrics.json")
+    try:
+        status = read_status(run_dir)
+    except BrokenRun as e:  # a row all the same, `broken`, its parameters unknown: the other runs still make a table
+        status = {"params": {}, "status": "broken", "error": str(e), "total_seconds": None, "attempts": None}
+    history, metrics = read_history(run_dir), _json_or_empty(Path(run_dir) / "metrics.json")
     final = metrics or (history[-1] if history else {})
     best = max(history, key=lambda row: row["macro_f1"], default={})
     return {"run": Path(run_dir).name, **status["params"], "status": status["status"], "error": status["error"],
@@ -328,12 +371,14 @@ def _run_dirs(out_root: str | Path) -> list[Path]:
 def collect_runs(out_root: str | Path) -> pd.DataFrame:
     "One row per run of the sweep in `out_root` (see `run_row`); `attrs['params']` lists the varied parameters."
     run_dirs = _run_dirs(out_root)
-    params = sorted({name for run_dir in run_dirs for name in read_status(run_dir)["params"]})
-    runs = pd.DataFrame([run_row(run_dir) for run_dir in run_dirs])
+    rows = [run_row(run_dir) for run_dir in run_dirs]
+    params = sorted({name for run_dir, row in zip(run_dirs, rows) if row["status"] != "broken"
+                     for name in read_status(run_dir)["params"]})
+    runs = pd.DataFrame(rows)
     front = ["run", *params, "status", "error", *METRICS, "best_macro_f1", "best_epoch", "epochs_done", "wall_seconds",
              "attempts"]
     rest = sorted((c for c in runs.columns if c not in front), key=lambda c: (not c.startswith("f1/"), c == "path"))
-    runs = runs[front + rest]
+    runs = runs.reindex(columns=front + rest)  # not runs[...]: a table of broken runs has no metrics' columns
     runs.attrs["params"] = params
     return runs
 
@@ -342,7 +387,10 @@ def collect_histories(out_root: str | Path) -> pd.DataFrame:
     "Every epoch of every run in `out_root`: the rows of their history.jsonl with the run's name and parameters."
     rows = []
     for run_dir in _run_dirs(out_root):
-        params = read_status(run_dir)["params"]
+        try:
+            params = read_status(run_dir)["params"]
+        except BrokenRun:  # collect_runs shows it broken, saying why
+            continue
         rows += [{"run": run_dir.name, **params, **{f"epoch_{k}" if k in params else k: v for k, v in row.items()}}
                  for row in read_history(run_dir)]
     return pd.DataFrame(rows)
@@ -425,6 +473,22 @@ def plot_class_f1(runs: pd.DataFrame) -> go.Figure:
                                texttemplate="%{z:.2f}"))
     return fig.update_layout(height=120 + 30 * len(runs), margin=dict(l=10, r=10, t=30, b=40), yaxis_autorange="reversed")
 
+# %% ../nbs/06_experiments.ipynb #4b3957a5
+class _DashValueParser(argparse.ArgumentParser):
+    "An ArgumentParser whose `dash_values` options take a value that starts with `-` after a space too, not only after `=`."
+    dash_values = ("--torchrun",)
+
+    def parse_known_args(self, args=None, namespace=None):
+        "Parse `args` with `--torchrun VALUE` read as `--torchrun=VALUE` where VALUE starts with `-` and is no option here."
+        joined = []
+        for arg in sys.argv[1:] if args is None else args:
+            if (joined and joined[-1] in self.dash_values and joined[-1] in self._option_string_actions
+                    and arg.startswith("-") and arg.split("=")[0] not in self._option_string_actions):
+                joined[-1] = f"{joined[-1]}={arg}"
+            else:
+                joined.append(arg)
+        return super().parse_known_args(joined, namespace)
+
 # %% ../nbs/06_experiments.ipynb #5ba0d49e
 DEFAULT_NOTEBOOK = "nbs/03_train.ipynb"
 
@@ -432,7 +496,7 @@ DEFAULT_NOTEBOOK = "nbs/03_train.ipynb"
 def experiments_parser() -> argparse.ArgumentParser:
     "The command line: `sweep` runs a sweep (or a shard of it), `collect` tabulates one."
     parser = argparse.ArgumentParser(prog="python -m tinyaction.experiments", description=__doc__, allow_abbrev=False)
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_DashValueParser)
     sweep = commands.add_parser("sweep", help="run a notebook once per configuration", allow_abbrev=False)
     sweep.add_argument("--out_root", required=True, help="the sweep's folder: one folder per run")
     sweep.add_argument("--notebook", default=DEFAULT_NOTEBOOK, help=f"the notebook each run executes ({DEFAULT_NOTEBOOK})")
@@ -472,10 +536,11 @@ def _collect(args: argparse.Namespace) -> int:
         print(runs[["run", *runs.attrs["params"], *SUMMARY_COLUMNS]].to_string(index=False))
         if "seed" in runs.attrs["params"] and (runs["status"] == "done").any():
             print("\nover seeds:\n" + mean_over_seeds(runs).round(4).to_string())
-        failed = runs[runs["status"] == "failed"]
+        failed = runs[runs["status"].isin(["failed", "broken"])]
         for name, error in zip(failed["run"], failed["error"]):
             print(f"{name}: {error}")
-    print(f"\n{len(runs)} runs; table written to {csv}")
+    broken = int((runs["status"] == "broken").sum())
+    print(f"\n{len(runs)} runs{f' ({broken} broken)' if broken else ''}; table written to {csv}")
     return 0
 
 # %% ../nbs/06_experiments.ipynb #cdab2bed

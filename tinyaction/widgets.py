@@ -17,7 +17,7 @@ from PIL import Image
 
 from .data import Record, load_class_map, load_split, multi_hot
 from .metrics import load_scores, multilabel_metrics
-from .video import StrPath, read_clip, resize_frames, write_video
+from .video import StrPath, VideoReadError, read_clip, resize_frames, write_video
 from .zoo import model_info
 
 # %% auto #0
@@ -69,15 +69,22 @@ class ClipView(W.VBox):
         self.native_video = W.Video(format="mp4", autoplay=True, loop=True, controls=True)
         self.input_video = W.Video(format="mp4", autoplay=True, loop=True, controls=True)
         self.info, self.strip = W.HTML(), W.Image(format="png")
-        videos = W.HBox([W.VBox([W.HTML("<b>native</b>"), self.native_video]),
-                         W.VBox([W.HTML(f"<b>model input {input_size}x{input_size}</b>"), self.input_video]), self.info])
-        super().__init__([videos, self.strip])
+        self.videos = [W.VBox([W.HTML("<b>native</b>"), self.native_video]),
+                       W.VBox([W.HTML(f"<b>model input {input_size}x{input_size}</b>"), self.input_video])]
+        super().__init__([W.HBox([*self.videos, self.info]), self.strip])
 
     def show(self, record: Record | None, description: str):
-        "Play `record`'s clip beside the HTML `description`; with no record, clear the clip."
-        media = (b"", b"", b"") if record is None else clip_media(record.path, self.input_size, self.fps)
+        "Play `record`'s clip beside the HTML `description`; with no record, clear the clip; one that cannot be read, its error."
+        media, error = (b"", b"", b""), ""
+        if record is not None:
+            try:
+                media = clip_media(record.path, self.input_size, self.fps)
+            except VideoReadError as e:  # its message names the file
+                error = f"<p style='color:red'><b>cannot show this clip:</b> {html.escape(str(e))}</p>"
         self.native_video.value, self.input_video.value, self.strip.value = media
-        self.info.value = description
+        for shown in (*self.videos, self.strip):
+            shown.layout.display = "none" if error else None
+        self.info.value = description + error
 
 # %% ../nbs/05_explore.ipynb #9617d1e4
 ALL_CLASSES = "(all classes)"
