@@ -8,13 +8,16 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch.hub
+from tqdm.auto import tqdm
 
 # %% auto #0
-__all__ = ['WEIGHTS_URL_ENV', 'PublishedWeights', 'hash_in_name', 'WeightsDownloadError', 'file_sha256', 'fetch_weights']
+__all__ = ['WEIGHTS_URL_ENV', 'PublishedWeights', 'hash_in_name', 'WeightsDownloadError', 'file_sha256', 'download',
+           'fetch_weights']
 
 # %% ../nbs/00d_hub.ipynb #08d799da
 WEIGHTS_URL_ENV = "TINYACTION_WEIGHTS_URL"  # a folder URL that replaces every entry's (a mirror, a test server)
@@ -56,6 +59,28 @@ def file_sha256(path: Path) -> str:
             digest.update(chunk)
     return digest.hexdigest()
 
+# %% ../nbs/00d_hub.ipynb #4acda071
+def download(url: str, path: Path, sha256: str | None = None, progress: bool = True, timeout: float = 60) -> Path:
+    "Download `url` to `path` through a partial file renamed when complete; its length, and `sha256` if given, checked."
+    part = path.with_name(f"{path.name}.{os.getpid()}.partial")
+    try:
+        request = urllib.request.Request(url, headers={"User-Agent": "tinyaction"})
+        with urllib.request.urlopen(request, timeout=timeout) as response, open(part, "wb") as f:
+            announced, digest = int(response.headers.get("Content-Length") or -1), hashlib.sha256()
+            with tqdm(total=max(announced, 0) or None, disable=not progress, unit="B", unit_scale=True, desc=path.name) as bar:
+                for chunk in iter(lambda: response.read(1 << 20), b""):
+                    f.write(chunk)
+                    digest.update(chunk)
+                    bar.update(len(chunk))
+        if announced >= 0 and part.stat().st_size != announced:
+            raise ConnectionError(f"the connection ended after {part.stat().st_size} of {announced} bytes")
+        if sha256 is not None and not digest.hexdigest().startswith(sha256):
+            raise ValueError(f'invalid hash value (expected "{sha256}", got "{digest.hexdigest()}")')
+        os.replace(part, path)
+    finally:
+        part.unlink(missing_ok=True)
+    return path
+
 # %% ../nbs/00d_hub.ipynb #134e2693
 def fetch_weights(weights: PublishedWeights, progress: bool = True) -> Path:
     "The cached file of `weights`, downloaded first (partial file, progress bar, hash check) if the cache lacks it."
@@ -64,8 +89,8 @@ def fetch_weights(weights: PublishedWeights, progress: bool = True) -> Path:
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        torch.hub.download_url_to_file(weights.url, str(path), hash_prefix=weights.sha256, progress=progress)
-    except Exception as e:  # offline, refused, cut short, a hash mismatch: torch.hub removed its partial file
+        download(weights.url, path, weights.sha256, progress)
+    except Exception as e:  # offline, refused, cut short, a hash mismatch: the partial file is gone already
         raise WeightsDownloadError(f"could not download {weights.url} ({type(e).__name__}: {e}); download it where "
                                    f"there is a network and place it as {path}, then run again") from e
     if weights.sha256 is None:
