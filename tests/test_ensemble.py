@@ -1,4 +1,5 @@
-"""Test-time views and ensembles: flip views of a mirror-blind network change nothing, an ensemble of one is its checkpoint,
+"""Test-time views and ensembles: flip views swap the classes a mirror swaps (left and right turns), so they change nothing
+for a network that respects the mirror, an ensemble of one is its checkpoint,
 two checkpoints of other input contracts through nbs/04_evaluate.ipynb, and members that disagree on classes or videos"""
 import json
 import re
@@ -12,7 +13,7 @@ from tinyaction.checkpoint import load_checkpoint
 from tinyaction.config import ConfigError, parse_config
 from tinyaction.data import TinyVirat
 from tinyaction.evaluate import EvalConfig, evaluate_checkpoint, evaluation_dataset
-from tinyaction.inference import predict
+from tinyaction.inference import mirror_pairs, mirror_permutation, predict
 from tinyaction.metrics import align_scores, average_score_files, bootstrap_ci, load_scores, save_scores
 from tinyaction.train import fit
 from tinyaction.zoo import contract_of, get_model
@@ -31,15 +32,36 @@ def members(synthetic_root, tmp_path_factory):
     return paths
 
 
-class Mirrored(nn.Module):
-    "`net` on the mirror of its input; with `symmetric`, its logits on the input plus those on the mirror."
+CLASSES = ["activity_standing", "activity_walking", "activity_running", "activity_gesturing",
+           "activity_carrying", "vehicle_moving", "vehicle_turning_left", "vehicle_turning_right",
+           "vehicle_starting", "vehicle_stopping"]  # the synthetic set's class map
+SWAP = mirror_permutation(len(CLASSES), mirror_pairs(CLASSES))  # turning left <-> turning right
 
-    def __init__(self, net: nn.Module, symmetric: bool = False):
+
+class Mirrored(nn.Module):
+    "`net` on the mirror of its input; with `respectful`, its logits on the input plus those on the mirror, pairs swapped."
+
+    def __init__(self, net: nn.Module, respectful: bool = False):
         super().__init__()
-        self.net, self.symmetric, self.input_contract = net, symmetric, contract_of(net)
+        self.net, self.respectful, self.input_contract = net, respectful, contract_of(net)
 
     def forward(self, clips):
-        return self.net(clips.flip(-1)) + (self.net(clips) if self.symmetric else 0)
+        mirrored = self.net(clips.flip(-1))
+        return mirrored[:, SWAP] + self.net(clips) if self.respectful else mirrored
+
+
+class MirroredClips(torch.utils.data.Dataset):
+    "The items of `dataset` with each clip mirrored."
+
+    def __init__(self, dataset):
+        self.dataset, self.classes, self.num_clips = dataset, dataset.classes, dataset.num_clips
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, i):
+        clip, target, video = self.dataset[i]
+        return clip.flip(-1), target, video
 
 
 @pytest.fixture(scope="module")
@@ -49,11 +71,12 @@ def net_and_val(synthetic_root):
 
 
 @pytest.mark.parametrize("num_clips", [1, 3])
-def test_flip_views_of_a_mirror_blind_network_change_nothing(net_and_val, num_clips):
+def test_flip_views_of_a_network_that_respects_the_mirror_change_nothing(net_and_val, num_clips):
     net, val = net_and_val
-    symmetric = Mirrored(net, symmetric=True)
-    _, plain = predict(symmetric, val, num_clips=num_clips, batch_size=3, progress=False)
-    _, flipped = predict(symmetric, val, num_clips=num_clips, batch_size=3, progress=False, tta="flip")
+    assert val.classes == CLASSES
+    respectful = Mirrored(net, respectful=True)
+    _, plain = predict(respectful, val, num_clips=num_clips, batch_size=3, progress=False)
+    _, flipped = predict(respectful, val, num_clips=num_clips, batch_size=3, progress=False, tta="flip")
     np.testing.assert_allclose(flipped, plain, atol=1e-6)
 
 
@@ -62,15 +85,30 @@ def test_flip_views_average_the_clips_and_their_left_right_mirrors(net_and_val, 
     net, val = net_and_val
     common = dict(num_clips=num_clips, batch_size=3, progress=False)
     _, plain = predict(net, val, **common)
-    _, mirrored = predict(Mirrored(net), val, **common)
+    mirrored = predict(Mirrored(net), val, **common)[1][:, SWAP]  # the mirror's scores, left and right swapped back
     _, flipped = predict(net, val, tta="flip", **common)
     assert np.abs(mirrored - plain).max() > 1e-4  # the network does tell a clip from its mirror
     np.testing.assert_allclose(flipped, (plain + mirrored) / 2, atol=1e-6)
     _, flipped_max = predict(net, val, tta="flip", reduce="max", **common)
     np.testing.assert_allclose(flipped_max, np.maximum(predict(net, val, reduce="max", **common)[1],
-                                                       predict(Mirrored(net), val, reduce="max", **common)[1]), atol=1e-6)
+                                                       predict(Mirrored(net), val, reduce="max", **common)[1][:, SWAP]),
+                               atol=1e-6)
     with pytest.raises(ValueError, match="tta must be one of \\['none', 'flip'\\], got 'vflip'"):
         predict(net, val, tta="vflip")
+
+
+@pytest.mark.parametrize("num_clips", [1, 3])
+def test_flip_views_of_a_mirrored_clip_are_the_clips_with_left_and_right_swapped(members, num_clips):
+    # the mirror test of issue "A mirror turns left into right", on a trained network: flip TTA of mirror(X) = P(flip TTA of X)
+    model, checkpoint = load_checkpoint(members[0])
+    dataset = evaluation_dataset(checkpoint, None, "val")
+    dataset.num_clips = num_clips
+    common = dict(num_clips=num_clips, batch_size=3, progress=False, tta="flip", amp=False)
+    _, scores = predict(model, dataset, **common)
+    _, of_mirrors = predict(model, MirroredClips(dataset), **common)
+    assert checkpoint.config["flip_pairs"] == "vehicle_turning_left:vehicle_turning_right"
+    np.testing.assert_allclose(of_mirrors, scores[:, SWAP], atol=1e-5)
+    assert np.abs(scores[:, 6] - scores[:, 7]).max() > 1e-3  # the trained network tells the two turns apart
 
 
 def test_an_ensemble_of_one_is_its_checkpoint(members, tmp_path):

@@ -204,7 +204,8 @@ def evaluate_checkpoint(config: EvalConfig) -> EvalReport:
     classes, out = datasets[0].classes, Path(config.out_dir)
     threshold = np.full(len(classes), 0.5) if config.thresholds is None else load_thresholds(config.thresholds, classes)
     labelled = any(r.labels for r in datasets[0].records)
-    networks, runs = [(model, checkpoint.classes) for model, checkpoint in members], {}
+    networks = [(model, checkpoint.classes, checkpoint.config.get("flip_pairs")) for model, checkpoint in members]
+    runs = {}
     for k in sorted({1, config.num_clips}) if labelled else [config.num_clips]:
         start = time.time()
         runs[k] = predict_ensemble(networks, datasets, config.checkpoints, threshold, num_clips=k, tta=config.tta,

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 from typing import Sequence
 
@@ -21,7 +22,8 @@ from .models import autocast, input_memory_format
 from .zoo import contract_of
 
 # %% auto #0
-__all__ = ['TTA_VIEWS', 'resolve_device', 'predict', 'tta_views', 'output_order', 'member_scores', 'predict_ensemble']
+__all__ = ['TTA_VIEWS', 'resolve_device', 'predict', 'tta_views', 'mirror_pairs', 'resolve_flip_pairs', 'format_flip_pairs',
+           'mirror_permutation', 'output_order', 'member_scores', 'predict_ensemble']
 
 # %% ../nbs/02d_inference.ipynb #83d1ec92
 def resolve_device(device: str = "auto") -> torch.device:
@@ -32,7 +34,8 @@ def resolve_device(device: str = "auto") -> torch.device:
 @torch.no_grad()
 def predict(model: nn.Module, dataset, num_clips: int | None = 5, reduce: str = "mean", batch_size: int = 8,
             num_workers: int = 0, device: str | torch.device = "auto", progress: bool = True,
-            indices: Sequence[int] | None = None, tta: str = "none", amp: bool | str = "auto") -> tuple[list[str], np.ndarray]:
+            indices: Sequence[int] | None = None, tta: str = "none", amp: bool | str = "auto",
+            flip_pairs: Sequence[tuple[int, int]] | None = None) -> tuple[list[str], np.ndarray]:
     "Ids and per-video sigmoid scores (N, C), reduced over the `tta` views of `num_clips` clips per video (of `indices` only)."
     if reduce not in ("mean", "max"):
         raise ValueError(f"reduce must be 'mean' or 'max', got {reduce!r}")
@@ -44,6 +47,8 @@ def predict(model: nn.Module, dataset, num_clips: int | None = 5, reduce: str = 
     device = resolve_device(device) if isinstance(device, str) else device
     model = model.to(device).eval()
     normalize = contract_of(model).normalize().to(device)
+    pairs = mirror_pairs(dataset.classes) if flip_pairs is None else flip_pairs  # outputs that a mirror swaps
+    swap = torch.tensor(mirror_permutation(len(dataset.classes), pairs), device=device)
     items = dataset if indices is None else Subset(dataset, list(indices))
     loader = DataLoader(items, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_clips,
                         pin_memory=device.type == "cuda")
@@ -58,6 +63,9 @@ def predict(model: nn.Module, dataset, num_clips: int | None = 5, reduce: str = 
         with autocast(device, amp):
             logits = model(normalize(clips.flatten(0, 1).contiguous(memory_format=input_memory_format(model))))
         probs = torch.sigmoid(logits.float()).unflatten(0, clips.shape[:2])
+        if tta == "flip":  # the mirrors' scores back in the clip's own classes: left and right swapped
+            half = probs.shape[1] // 2
+            probs = torch.cat([probs[:, :half], probs[:, half:][..., swap]], dim=1)
         scores.append((probs.mean(1) if reduce == "mean" else probs.amax(1)).cpu())
         ids += list(batch_ids)
     return ids, torch.cat(scores).numpy() if scores else np.zeros((0, len(dataset.classes)))
@@ -75,6 +83,47 @@ def tta_views(clips: torch.Tensor, tta: str = "none") -> torch.Tensor:
     clips = clips if clips.dim() == 6 else clips.unsqueeze(1)
     return torch.cat([clips, clips.flip(-1)], dim=1)  # -1: the width axis, a left-right mirror
 
+# %% ../nbs/02d_inference.ipynb #aa99d56f
+def mirror_pairs(classes: Sequence[str]) -> list[tuple[int, int]]:
+    "Index pairs (left, right) of the classes that swap under a left-right mirror, found from their names."
+    index, pairs = {name: i for i, name in enumerate(classes)}, []
+    for name, i in index.items():
+        words = re.split(r"([^A-Za-z]+)", name)
+        swapped = "".join({"left": "right", "Left": "Right", "LEFT": "RIGHT"}.get(word, word) for word in words)
+        if swapped != name and swapped in index:
+            pairs.append((i, index[swapped]))
+    return pairs
+
+# %% ../nbs/02d_inference.ipynb #1f5001c2
+def resolve_flip_pairs(spec: str | None, classes: Sequence[str]) -> list[tuple[int, int]]:
+    "Pairs from a run's `flip_pairs`: None finds them from the names, 'none' has none, 'a:b,c:d' names them."
+    if spec is None:
+        return mirror_pairs(classes)
+    if spec.strip().lower() in ("none", ""):
+        return []
+    pairs = []
+    for pair in spec.split(","):
+        names = [name.strip() for name in pair.split(":")]
+        unknown = [name for name in names if name not in classes]
+        if len(names) != 2 or unknown or names[0] == names[1]:
+            raise ValueError(f"flip_pairs {spec!r}: {pair.strip()!r} is not two different class names a:b"
+                             f"{f' (unknown: {unknown})' if unknown else ''}; the classes are {list(classes)}")
+        pairs.append((list(classes).index(names[0]), list(classes).index(names[1])))
+    return pairs
+
+
+def format_flip_pairs(pairs: Sequence[tuple[int, int]], classes: Sequence[str]) -> str:
+    "The `flip_pairs` text of `pairs`: 'a:b,c:d', or 'none'."
+    return ",".join(f"{classes[a]}:{classes[b]}" for a, b in pairs) or "none"
+
+# %% ../nbs/02d_inference.ipynb #563072ce
+def mirror_permutation(num_classes: int, pairs: Sequence[tuple[int, int]]) -> list[int]:
+    "The class order of a mirrored clip's scores: each pair swapped, every other class in place."
+    order = list(range(num_classes))
+    for a, b in pairs:
+        order[a], order[b] = b, a
+    return order
+
 # %% ../nbs/02d_inference.ipynb #1fbd6e42
 def output_order(checkpoint_classes: Sequence[str], dataset_classes: Sequence[str], class_map: Path) -> list[int]:
     "For each class of the dataset's class map, the network output that scores it; an error if the classes differ."
@@ -84,21 +133,23 @@ def output_order(checkpoint_classes: Sequence[str], dataset_classes: Sequence[st
     return [list(checkpoint_classes).index(name) for name in dataset_classes]
 
 # %% ../nbs/02d_inference.ipynb #9676bccb
-def member_scores(model: nn.Module, classes: Sequence[str], dataset: TinyVirat, **predict_options) -> dict:
+def member_scores(model: nn.Module, classes: Sequence[str], dataset: TinyVirat, flip_pairs: str | None = None,
+                  **predict_options) -> dict:
     "One network's run (as `load_scores` gives) on `dataset`: its outputs `classes` put in the dataset's order, labels if any."
-    ids, scores = predict(model, dataset, **predict_options)
+    ids, scores = predict(model, dataset, flip_pairs=resolve_flip_pairs(flip_pairs, classes), **predict_options)
     records, labelled = {r.id: r for r in dataset.records}, any(r.labels for r in dataset.records)
     return {"ids": ids, "scores": scores[:, output_order(classes, dataset.classes, dataset.root / "class_map.json")],
             "classes": dataset.classes,
             "targets": np.stack([multi_hot(records[i], dataset.classes) for i in ids]) if labelled and ids else None}
 
 # %% ../nbs/02d_inference.ipynb #9a128a83
-def predict_ensemble(members: Sequence[tuple[nn.Module, Sequence[str]]],  # (network, the classes of its outputs) each
+def predict_ensemble(members: Sequence[tuple],  # (network, the classes of its outputs[, its flip_pairs]) each
                      datasets: Sequence[TinyVirat],  # one per member: the same videos in the member's input contract
                      names: Sequence[str],  # one per member, for error messages (e.g. its checkpoint's path)
                      thresholds: float | Sequence[float] = 0.5,  # recorded with the ensemble's scores
                      **predict_options,  # passed to `predict`: num_clips, tta, batch_size, device, amp, ...
                      ) -> dict:
     "The mean of the members' sigmoid scores per video and class (as `load_scores` gives), each on its own dataset."
-    runs = [member_scores(model, classes, dataset, **predict_options) for (model, classes), dataset in zip(members, datasets)]
+    runs = [member_scores(model, classes, dataset, *flip_pairs, **predict_options)
+            for (model, classes, *flip_pairs), dataset in zip(members, datasets)]
     return average_scores(runs, names, thresholds)

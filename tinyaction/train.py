@@ -28,7 +28,7 @@ from .compat import moved_names
 from .config import ConfigError, coerce_fields, parse_config
 from .data import SAMPLING_MODES, TinyVirat, multi_hot
 from .distill import Distiller, load_teacher
-from .inference import predict
+from .inference import format_flip_pairs, predict, resolve_flip_pairs
 from .loaders import cache_splits, epoch_loader, gather_predictions, init_distributed, loader_workers, sum_across_ranks
 from .logs import RunLogger
 from .losses import AsymmetricLoss, DistributionBalancedLoss, FocalLoss
@@ -58,7 +58,7 @@ __getattr__ = moved_names(__name__, {
     "run_epochs": "tinyaction.train.fit_run"})
 
 # %% ../nbs/03_train.ipynb #1943cd3e
-# over 60 lines: 46 fields in 7 groups, each with its comment, and the checks of their values
+# over 60 lines: 47 fields in 7 groups, each with its comment, and the checks of their values
 LOSSES = ("asl", "bce", "focal", "db")
 BALANCES = ("none", "repeat_factor")
 
@@ -75,6 +75,7 @@ class TrainConfig:
     val_sampling: str = "uniform"  # validation frames: evenly spaced by default
     skip_errors: bool = False  # skip unreadable clips, with a warning, instead of stopping
     cache: bool | str = "auto"  # decode each video once into memory: True, False, or "auto" (when it fits)
+    flip_pairs: str | None = None  # classes a left-right mirror swaps: "a:b,c:d", "none", or None (from the names)
 
     # model
     arch: str = "r2plus1d_tiny"  # a network of `tinyaction.zoo.list_models()`: its input contract sets the normalisation
@@ -339,6 +340,7 @@ def build_run(config: TrainConfig) -> TrainingRun:
     rank, world, device = init_distributed(config.device)
     teacher = load_teacher(config.teacher, config.clip_len, device, config.amp) if config.teacher else None
     train_set, val_set = build_datasets(config, max(config.size, teacher.size or 0) if teacher else None)
+    config.flip_pairs = format_flip_pairs(resolve_flip_pairs(config.flip_pairs, train_set.classes), train_set.classes)
     check_splits(train_set, val_set, config.batch_size)
     model, net = build_network(config, len(train_set.classes), device, world)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay,
