@@ -15,6 +15,7 @@ from tinyaction.metrics import (
     resample_counts,
     resampled_macro,
     save_scores,
+    seed_bootstrap,
 )
 
 from conftest import write_sample_scores
@@ -111,3 +112,26 @@ def test_paired_runs_need_the_same_videos_and_labels(tmp_path):
     blind = save_scores(tmp_path / "blind.npz", run["ids"], run["scores"], run["classes"])
     with pytest.raises(ValueError, match="blind.npz has no labels"):
         compare_score_files(path, blind)
+
+
+def recipe_runs(first_seed: int, gain: float = 0.0, n: int = 2000, seeds: int = 3) -> list[dict]:
+    "Runs of one recipe on the same videos: each seed sees its own noise and its own share of the evidence (its luck)."
+    truth = np.random.default_rng(99).random((n, 4)) < 0.3
+    runs = []
+    for s in range(first_seed, first_seed + seeds):
+        rng = np.random.default_rng(s)
+        scores = np.clip(truth * (0.3 + gain + rng.normal(0, 0.05)) + rng.random((n, 4)) * 0.6, 0, 1)
+        runs.append({"ids": [str(i) for i in range(n)], "scores": scores, "classes": list("abcd"),
+                     "thresholds": np.full(4, 0.5), "targets": truth.astype(np.uint8)})
+    return runs
+
+
+def test_the_two_level_bootstrap_covers_0_for_one_recipe_and_not_for_a_real_gain():
+    same_a, same_b, better = recipe_runs(0), recipe_runs(10), recipe_runs(10, gain=0.12)
+    one_pair = paired_bootstrap(same_a[1], same_a[2], n_resamples=500)
+    assert one_pair["difference_ci"][1] < 0  # a videos-only interval reads one seed's luck as a difference
+    same = seed_bootstrap(same_a, same_b, n_resamples=500)
+    assert same["difference_ci"][0] <= 0 <= same["difference_ci"][1]
+    real = seed_bootstrap(same_a, better, n_resamples=500)
+    assert 0 < real["difference_ci"][0] <= real["difference"] <= real["difference_ci"][1] and real["sign_flip"] < 0.05
+    assert (same["seeds_a"], same["seeds_b"], same["videos"]) == (3, 3, 2000)

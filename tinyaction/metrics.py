@@ -17,7 +17,8 @@ from .data import describe_ids
 # %% auto #0
 __all__ = ['multilabel_metrics', 'tune_thresholds', 'cross_fit_predictions', 'save_thresholds', 'load_thresholds', 'save_scores',
            'load_scores', 'align_scores', 'average_scores', 'average_score_files', 'resample_counts', 'resampled_macro',
-           'bootstrap_ci', 'metrics_with_ci', 'threshold_gain', 'paired_bootstrap', 'compare_score_files']
+           'bootstrap_ci', 'metrics_with_ci', 'threshold_gain', 'paired_bootstrap', 'compare_score_files',
+           'seed_bootstrap', 'compare_recipes']
 
 # %% ../nbs/02c_metrics.ipynb #47a46bca
 def _safe_div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
@@ -254,6 +255,39 @@ def paired_bootstrap(run_a: dict, run_b: dict, names: Sequence[str] = ("a", "b")
 # %% ../nbs/02c_metrics.ipynb #d4061c3f
 def compare_score_files(path_a: str | Path, path_b: str | Path, n_resamples: int = 1000, confidence: float = 0.95,
                         seed: int = 0) -> dict:
-    "`paired_bootstrap` of two runs' scores.npz files: macro F1 of b - a, its interval and how often its sign flips."
+    "`paired_bootstrap` of two runs' scores.npz files: b - a, its interval over videos only (see `seed_bootstrap`)."
     return paired_bootstrap(load_scores(path_a), load_scores(path_b), (str(path_a), str(path_b)), n_resamples,
                             confidence, seed)
+
+# %% ../nbs/02c_metrics.ipynb #0397d790
+def seed_bootstrap(runs_a: Sequence[dict],  # recipe a: one run per seed (dicts as `load_scores` gives), labelled
+                   runs_b: Sequence[dict],  # recipe b: one run per seed, on the same videos
+                   names: Sequence[str] = ("a", "b"),  # the recipes' names, for error messages
+                   n_resamples: int = 1000, confidence: float = 0.95, seed: int = 0) -> dict:
+    "Mean macro F1 over seeds of recipe b - recipe a, with an interval that resamples the seeds and the videos."
+    if not runs_a or not runs_b:
+        raise ValueError(f"each recipe needs at least one run; got {len(runs_a)} of {names[0]} and {len(runs_b)} of {names[1]}")
+    runs = align_scores([*runs_a, *runs_b], [f"{names[0]} seed run {i}" for i in range(len(runs_a))]
+                        + [f"{names[1]} seed run {i}" for i in range(len(runs_b))])
+    if any(run.get("targets") is None for run in runs):
+        raise ValueError("every run of a recipe comparison needs labels (a labelled split)")
+    counts = resample_counts(len(runs[0]["ids"]), n_resamples, seed)
+    resampled = np.stack([resampled_macro(r["targets"], r["scores"], r["thresholds"], counts)["macro_f1"] for r in runs])
+    point = np.array([multilabel_metrics(r["targets"], r["scores"], r["thresholds"])["macro_f1"] for r in runs])
+    rng, columns, means = np.random.default_rng(seed + 1), np.arange(n_resamples), []
+    for recipe in (slice(0, len(runs_a)), slice(len(runs_a), len(runs))):
+        f1 = resampled[recipe]
+        drawn = rng.integers(len(f1), size=(n_resamples, len(f1)))  # the seeds of each resample
+        means.append(f1[drawn, columns[:, None]].mean(1))
+    difference, spread = point[len(runs_a):].mean() - point[:len(runs_a)].mean(), means[1] - means[0]
+    return {"seeds_a": len(runs_a), "seeds_b": len(runs_b), "videos": len(runs[0]["ids"]),
+            "mean_macro_f1_a": float(point[:len(runs_a)].mean()), "mean_macro_f1_b": float(point[len(runs_a):].mean()),
+            "difference": float(difference), "difference_ci": _percentiles(spread, confidence),
+            "sign_flip": float(np.mean(np.sign(spread) != np.sign(difference)))}
+
+# %% ../nbs/02c_metrics.ipynb #6dbdc54c
+def compare_recipes(paths_a: Sequence[str | Path], paths_b: Sequence[str | Path], n_resamples: int = 1000,
+                    confidence: float = 0.95, seed: int = 0) -> dict:
+    "`seed_bootstrap` of two recipes' scores.npz files, one per seed: the difference of their mean macro F1 and its interval."
+    return seed_bootstrap([load_scores(p) for p in paths_a], [load_scores(p) for p in paths_b],
+                          (str(paths_a[0]), str(paths_b[0])), n_resamples, confidence, seed)
