@@ -23,7 +23,7 @@ from torch.utils.data import Dataset
 from .checkpoint import Checkpoint, load_checkpoint
 from .config import ConfigError, coerce_fields, config_parser, make_config
 from .data import SAMPLING_MODES, sample_indices
-from .inference import TTA_VIEWS, predict, predict_ensemble
+from .inference import TTA_VIEWS, predict, predict_ensemble, resolve_flip_pairs
 from .metrics import load_thresholds
 from .models import AMP_MODES
 from .video import Size, StrPath, VideoReadError, height_width, read_clip, resize_frames
@@ -512,7 +512,7 @@ def _score_videos(config: PredictConfig, members: list, classes: list[str], vide
                   thresholds: np.ndarray) -> list[dict]:
     "Whole videos: a row per video, scored by `predict_ensemble` (each member in its spec), unreadable ones with their error."
     datasets = [FootageClips(videos, ClipSpec.of(checkpoint, model), classes, config.num_clips) for model, checkpoint in members]
-    networks = [(model, checkpoint.classes) for model, checkpoint in members]
+    networks = [(model, checkpoint.classes, checkpoint.config.get("flip_pairs")) for model, checkpoint in members]
     run = predict_ensemble(networks, datasets, config.checkpoint, thresholds, num_clips=None, tta=config.tta,
                            batch_size=config.batch_size, num_workers=config.num_workers, device=config.device, amp=config.amp)
     scored, errors = dict(zip(run["ids"], run["scores"])), datasets[0].failures(run["ids"])
@@ -525,7 +525,8 @@ def _score_recording(config: PredictConfig, members: list, classes: list[str], p
     timelines = []
     for model, checkpoint in members:
         timeline = predict_windows(model, path, ClipSpec.of(checkpoint, model), checkpoint.classes, window, stride,
-                                   config.num_clips, config.batch_size, tta=config.tta, device=config.device, amp=config.amp)
+                                   config.num_clips, config.batch_size, tta=config.tta, device=config.device, amp=config.amp,
+                                   flip_pairs=resolve_flip_pairs(checkpoint.config.get("flip_pairs"), checkpoint.classes))
         timeline.scores = timeline.scores[:, [list(checkpoint.classes).index(c) for c in classes]]
         timelines.append(timeline)
     timeline = timelines[0]
