@@ -22,13 +22,14 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from .augment import Augmenter, parse_augment
 from .balance import class_counts, shot_groups
 from .checkpoint import Checkpoint, read_checkpoint, restore
 from .compat import moved_names
 from .config import ConfigError, coerce_fields, parse_config
 from .data import SAMPLING_MODES, TinyVirat, multi_hot
 from .distill import Distiller, load_teacher
-from .inference import format_flip_pairs, predict, resolve_flip_pairs
+from .inference import format_flip_pairs, mirror_permutation, predict, resolve_flip_pairs
 from .loaders import cache_splits, epoch_loader, gather_predictions, init_distributed, loader_workers, sum_across_ranks
 from .logs import RunLogger
 from .losses import AsymmetricLoss, DistributionBalancedLoss, FocalLoss
@@ -58,7 +59,7 @@ __getattr__ = moved_names(__name__, {
     "run_epochs": "tinyaction.train.fit_run"})
 
 # %% ../nbs/03_train.ipynb #1943cd3e
-# over 60 lines: 47 fields in 7 groups, each with its comment, and the checks of their values
+# over 60 lines: 48 fields in 7 groups, each with its comment, and the checks of their values
 LOSSES = ("asl", "bce", "focal", "db")
 BALANCES = ("none", "repeat_factor")
 
@@ -76,6 +77,7 @@ class TrainConfig:
     skip_errors: bool = False  # skip unreadable clips, with a warning, instead of stopping
     cache: bool | str = "auto"  # decode each video once into memory: True, False, or "auto" (when it fits)
     flip_pairs: str | None = None  # classes a left-right mirror swaps: "a:b,c:d", "none", or None (from the names)
+    augment: str | list = "none"  # training augmentation on the device (02h_augment): a comma list of flip, scale, time, mixup
 
     # model
     arch: str = "r2plus1d_tiny"  # a network of `tinyaction.zoo.list_models()`: its input contract sets the normalisation
@@ -137,6 +139,10 @@ class TrainConfig:
         coerce_fields(self)
         contract = model_info(self.arch).contract  # an unknown arch stops here, listing the known ones
         self.clip_len = contract.frames if self.clip_len is None else self.clip_len
+        try:
+            self.augment = ",".join(parse_augment(self.augment)) or "none"
+        except ValueError as e:
+            raise ConfigError("augment", self.augment, f"a comma list of {['flip', 'scale', 'time', 'mixup']} or 'none'") from e
         self.size = contract.size if self.size is None else self.size
         self.check()
 
@@ -171,6 +177,8 @@ class TrainConfig:
         if self.amp not in AMP_MODES:
             raise ConfigError("amp", self.amp, "True, False or 'auto'")
         model_info(self.arch).contract.check(self.arch, self.clip_len, self.size)
+        if self.augment != "none" and self.teacher:
+            raise ConfigError("augment", self.augment, "'none' with a teacher: a teacher's targets are of the clips as loaded")
         if self.pretrained == "published" and model_info(self.arch).weights is None:
             raise ConfigError("pretrained", self.pretrained, f"a local weights file: {self.arch} has no published weights "
                               f"(these have: {list_models(published=True)})")
@@ -243,9 +251,9 @@ def freeze_batchnorm(model: nn.Module) -> nn.Module:
 
 # %% ../nbs/03_train.ipynb #257d483b
 def train_epoch(model: nn.Module, loader: DataLoader, criterion: nn.Module, optimizer: torch.optim.Optimizer,
-                    scheduler, device: torch.device, amp: bool, grad_clip: float, epoch: int,
-                    freeze_bn: bool = False, normalize: nn.Module | None = None, distill: Distiller | None = None,
-                    logger: RunLogger | None = None) -> dict:
+                scheduler, device: torch.device, amp: bool, grad_clip: float, epoch: int,
+                freeze_bn: bool = False, normalize: nn.Module | None = None, distill: Distiller | None = None,
+                logger: RunLogger | None = None, augment: Augmenter | None = None) -> dict:
     "One pass over `loader`, clips normalised by `normalize` (default: the model's contract); returns mean loss and ids."
     model.train()
     if freeze_bn:
@@ -258,6 +266,8 @@ def train_epoch(model: nn.Module, loader: DataLoader, criterion: nn.Module, opti
             continue
         clips, targets, ids = batch
         clips, targets = clips.to(device, non_blocking=True), targets.to(device, non_blocking=True)
+        if augment:
+            clips, targets = augment(clips, targets, ids, epoch)
         lrs.append(scheduler.get_last_lr()[0])
         losses.append(train_step(model, clips, targets, criterion, optimizer, normalize, amp, grad_clip, distill, ids))
         batch_ids.append(list(ids))
@@ -290,6 +300,7 @@ class TrainingRun:
     scheduler: torch.optim.lr_scheduler.LambdaLR
     criterion: nn.Module
     distill: Distiller | None = None  # the teacher's term, when the run has a teacher
+    augment: Augmenter | None = None  # the training augmentation, when the run has one
 
     @property
     def out(self) -> Path:
@@ -350,7 +361,10 @@ def build_run(config: TrainConfig) -> TrainingRun:
     criterion = build_loss(config, class_counts(train_set.records, train_set.classes), len(train_set)).to(device)
     distill = Distiller(teacher.for_classes(train_set.classes, [r.id for r in train_set.records]), config.distill_weight,
                         config.distill_temperature, config.size) if teacher else None
-    return TrainingRun(config, rank, world, device, train_set, val_set, model, net, optimizer, scheduler, criterion, distill)
+    swap = mirror_permutation(len(train_set.classes), resolve_flip_pairs(config.flip_pairs, train_set.classes))
+    augment = Augmenter(parse_augment(config.augment), swap, config.seed) if config.augment != "none" else None
+    return TrainingRun(config, rank, world, device, train_set, val_set, model, net, optimizer, scheduler, criterion, distill,
+                       augment)
 
 # %% ../nbs/03_train.ipynb #9587f8df
 def validate(run: TrainingRun) -> tuple[dict, int]:
@@ -373,7 +387,7 @@ def fit_epoch(run: TrainingRun, epoch: int, logger: RunLogger | None = None) -> 
     loader = epoch_loader(run.train_set, run.config, epoch, run.device, run.rank, run.world)
     stats = train_epoch(run.net, loader, run.criterion, run.optimizer, run.scheduler, run.device, run.config.amp,
                         run.config.grad_clip, epoch, run.config.freeze_bn, contract_of(run.model).normalize(), run.distill,
-                        logger)
+                        logger, run.augment)
     train_seconds = time.time() - start
     metrics, scored = validate(run)
     seen, loss = sum_across_ranks([len(stats["seen"]), stats["train_loss"]], run.world)
