@@ -213,3 +213,18 @@ def test_torchrun_does_not_take_the_sweeps_own_option_for_its_value(capsys):
     with pytest.raises(SystemExit):
         experiments.experiments_parser().parse_args(["sweep", "--out_root", "runs/x", "--torchrun", "--grid", "seed=0,1"])
     assert "argument --torchrun: expected one argument" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name, content, reason", [("metrics.json", "{bad", "metrics.json: not JSON ("),
+                                                   ("config.json", "[]", "config.json: not a JSON object"),
+                                                   ("history.jsonl", '{"epoch": 0}\n[1]', "history.jsonl: line 2 is not an"),
+                                                   ("metrics.json", '{"per_class": "x"}', "is not a run's (TypeError")])
+def test_collect_marks_a_run_whose_outputs_cannot_be_read_broken_and_shows_the_others(tmp_path, name, content, reason):
+    # found by the hostile probe: one bad output file in one run folder took the whole table down
+    out_root = tmp_path / "sweep"
+    for lr in (0.1, 0.2):
+        finished_run(out_root / f"lr={lr}", {"lr": lr}, {})
+    (out_root / "lr=0.2" / name).write_text(content)
+    runs = collect_runs(out_root).set_index("run")
+    assert runs["status"].to_dict() == {"lr=0.1": "done", "lr=0.2": "broken"}
+    assert reason in runs.loc["lr=0.2", "error"] and runs.loc["lr=0.1", "macro_f1"] == 0.5

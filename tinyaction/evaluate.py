@@ -19,7 +19,7 @@ from .balance import FEW_SHOT, MANY_SHOT, class_counts, shot_groups
 from .checkpoint import Checkpoint, load_checkpoint
 from .compat import moved_names
 from .config import ConfigError, coerce_fields, parse_config
-from .data import SPLIT_FILES, TinyVirat, check_same_videos, load_class_map, load_split
+from .data import SPLIT_FILES, TinyVirat, check_same_videos, describe_ids, load_class_map, load_split
 from .inference import TTA_VIEWS, output_order, predict_ensemble
 from .metrics import align_scores, load_thresholds, metrics_with_ci, save_scores, save_thresholds, threshold_gain
 from .models import AMP_MODES
@@ -204,6 +204,10 @@ def evaluate_checkpoint(config: EvalConfig) -> EvalReport:
     classes, out = datasets[0].classes, Path(config.out_dir)
     threshold = np.full(len(classes), 0.5) if config.thresholds is None else load_thresholds(config.thresholds, classes)
     labelled = any(r.labels for r in datasets[0].records)
+    unlabelled = [r.id for r in datasets[0].records if not r.labels]
+    if labelled and unlabelled:  # scored as negatives for every class, they would skew every metric
+        raise ValueError(f"{config.annotations or datasets[0].root}: {len(unlabelled)} of the {config.split} split's videos have "
+                         f"no labels while the others do: {describe_ids(unlabelled)}")
     networks = [(model, checkpoint.classes, checkpoint.config.get("flip_pairs")) for model, checkpoint in members]
     runs = {}
     for k in sorted({1, config.num_clips}) if labelled else [config.num_clips]:

@@ -331,17 +331,33 @@ def run_sweep(notebook: str | Path,  # the notebook papermill runs for each conf
 
 # %% ../nbs/06_experiments.ipynb #46623567
 def read_history(run_dir: Path) -> list[dict]:
-    "The rows of `run_dir/history.jsonl` (none if there is no file)."
-    path = Path(run_dir) / "history.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+    "The rows of `run_dir/history.jsonl` (none if there is no file); `BrokenRun` naming the file and line of a bad row."
+    path, rows = Path(run_dir) / "history.jsonl", []
+    for number, line in enumerate(path.read_text().splitlines() if path.is_file() else [], start=1):
+        try:
+            row = json.loads(line) if line.strip() else None
+        except ValueError as e:
+            raise BrokenRun(f"{path}: line {number} is not JSON ({e})") from None
+        if row is not None and not isinstance(row, dict):
+            raise BrokenRun(f"{path}: line {number} is not an epoch's row (a JSON object)")
+        rows += [row] if row is not None else []
+    return rows
 
 # %% ../nbs/06_experiments.ipynb #94fde53a
 METRICS = ("macro_f1", "micro_f1", "samples_f1", "macro_precision", "macro_recall")  # the final metrics in the table
 
 
 def _json_or_empty(path: Path) -> dict:
-    "The JSON file at `path` as a dict; {} if there is none."
-    return json.loads(path.read_text()) if path.is_file() else {}
+    "The JSON object in the file at `path`; {} if there is none; `BrokenRun` naming the file if it is not one."
+    if not path.is_file():
+        return {}
+    try:
+        content = json.loads(path.read_text())
+    except ValueError as e:
+        raise BrokenRun(f"{path}: not JSON ({e})") from None
+    if not isinstance(content, dict):
+        raise BrokenRun(f"{path}: not a JSON object")
+    return content
 
 
 def run_row(run_dir: Path) -> dict:
@@ -350,14 +366,26 @@ def run_row(run_dir: Path) -> dict:
         status = read_status(run_dir)
     except BrokenRun as e:  # a row all the same, `broken`, its parameters unknown: the other runs still make a table
         status = {"params": {}, "status": "broken", "error": str(e), "total_seconds": None, "attempts": None}
-    history, metrics = read_history(run_dir), _json_or_empty(Path(run_dir) / "metrics.json")
-    final = metrics or (history[-1] if history else {})
-    best = max(history, key=lambda row: row["macro_f1"], default={})
+    try:
+        outputs = _run_outputs(Path(run_dir))
+    except BrokenRun as e:  # the run's own files are broken: the same broken row, naming the file
+        status, outputs = {**status, "status": "broken", "error": str(e)}, {}
     return {"run": Path(run_dir).name, **status["params"], "status": status["status"], "error": status["error"],
-            **{key: final.get(key) for key in METRICS}, "best_macro_f1": best.get("macro_f1"),
-            "best_epoch": best.get("epoch"), "epochs_done": len(history), "wall_seconds": status["total_seconds"],
-            "attempts": status["attempts"], **{f"f1/{c['name']}": c["f1"] for c in metrics.get("per_class", [])},
-            **{f"config.{k}": v for k, v in _json_or_empty(Path(run_dir) / "config.json").items()}, "path": str(run_dir)}
+            **outputs, "wall_seconds": status["total_seconds"], "attempts": status["attempts"], "path": str(run_dir)}
+
+
+def _run_outputs(run_dir: Path) -> dict:
+    "A run's final and best val metrics, per-class F1 and config from its files; `BrokenRun` naming a file it cannot read."
+    history, metrics = read_history(run_dir), _json_or_empty(run_dir / "metrics.json")
+    final = metrics or (history[-1] if history else {})
+    try:
+        best = max((row for row in history if "macro_f1" in row), key=lambda row: row["macro_f1"], default={})
+        per_class = {f"f1/{c['name']}": c["f1"] for c in metrics.get("per_class", [])}
+    except (KeyError, TypeError) as e:
+        raise BrokenRun(f"{run_dir}: metrics.json or history.jsonl is not a run's ({type(e).__name__}: {e})") from None
+    return {**{key: final.get(key) for key in METRICS}, "best_macro_f1": best.get("macro_f1"), "best_epoch": best.get("epoch"),
+            "epochs_done": len(history), **per_class,
+            **{f"config.{k}": v for k, v in _json_or_empty(run_dir / "config.json").items()}}
 
 # %% ../nbs/06_experiments.ipynb #2392554b
 def _run_dirs(out_root: str | Path) -> list[Path]:
@@ -388,11 +416,11 @@ def collect_histories(out_root: str | Path) -> pd.DataFrame:
     rows = []
     for run_dir in _run_dirs(out_root):
         try:
-            params = read_status(run_dir)["params"]
+            params, history = read_status(run_dir)["params"], read_history(run_dir)
         except BrokenRun:  # collect_runs shows it broken, saying why
             continue
         rows += [{"run": run_dir.name, **params, **{f"epoch_{k}" if k in params else k: v for k, v in row.items()}}
-                 for row in read_history(run_dir)]
+                 for row in history]
     return pd.DataFrame(rows)
 
 # %% ../nbs/06_experiments.ipynb #4f654c22

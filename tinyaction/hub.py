@@ -86,6 +86,9 @@ def fetch_weights(weights: PublishedWeights, progress: bool = True) -> Path:
     "The cached file of `weights`, downloaded first (partial file, progress bar, hash check) if the cache lacks it."
     path = weights.cache_path
     if path.is_file():
+        if weights.sha256 is not None and not file_sha256(path).startswith(weights.sha256):
+            raise WeightsDownloadError(f"{path}: the cached file does not match its SHA-256 ({weights.sha256}...): a broken "
+                                       f"or foreign file; delete it to download {weights.url} again")
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
     try:

@@ -92,7 +92,11 @@ def load_thresholds(path: str | Path, classes: Sequence[str]) -> np.ndarray:
     "Per-class thresholds from a JSON file written by `save_thresholds`, checked against `classes` and [0, 1]."
     try:
         saved = json.loads(Path(path).read_text())
-        names, values = list(saved["classes"]), np.asarray(saved["thresholds"], dtype=float)
+        names, raw = list(saved["classes"]), list(saved["thresholds"])
+        not_numbers = [v for v in raw if not isinstance(v, (int, float)) or isinstance(v, bool)]
+        if not_numbers:
+            raise ValueError(f"thresholds must be numbers, got {not_numbers[:5]}")
+        values = np.asarray(raw, dtype=float)
     except (OSError, ValueError, TypeError, KeyError) as e:
         raise ValueError(f"{path}: not a thresholds file of save_thresholds ({type(e).__name__}: {e})") from e
     if values.shape != (len(names),):
@@ -128,11 +132,17 @@ def load_scores(path: str | Path) -> dict:
     missing = {"ids", "scores", "classes", "thresholds"} - set(data)
     if missing:
         raise ValueError(f"{path}: not a tinyaction scores file, missing {sorted(missing)}")
+    if data["scores"].ndim != 2 or not np.issubdtype(data["scores"].dtype, np.number):
+        raise ValueError(f"{path}: scores must be a (videos, classes) array of numbers, got {data['scores'].dtype} "
+                         f"of shape {data['scores'].shape}")
     n, c = data["scores"].shape
     targets = data.get("targets")
     if len(data["ids"]) != n or len(data["classes"]) != c or (targets is not None and targets.shape != (n, c)):
         raise ValueError(f"{path}: inconsistent shapes: {len(data['ids'])} ids, scores {(n, c)}, "
                          f"{len(data['classes'])} classes, targets {None if targets is None else targets.shape}")
+    thresholds = np.asarray(data["thresholds"], dtype=float) if np.issubdtype(data["thresholds"].dtype, np.number) else None
+    if thresholds is None or not ((thresholds >= 0) & (thresholds <= 1)).all():  # NaN fails too
+        raise ValueError(f"{path}: thresholds must be numbers in [0, 1], got {data['thresholds'].tolist()[:10]}")
     bad = ~np.isfinite(data["scores"].astype(float)) | (data["scores"] < 0) | (data["scores"] > 1)
     if bad.any():
         video, column = np.argwhere(bad)[0]

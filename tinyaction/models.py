@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from safetensors import SafetensorError
 from torch import nn
 from torchvision.models.video import resnet as tv
 
@@ -264,7 +265,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             state = load_file(str(path))
         else:  # weights_only: a weights file holds tensors; nothing in it gets to run code
             state = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError) as e:
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError, pickle.UnpicklingError, SafetensorError) as e:
         raise ValueError(f"{path}: not a readable weights file (truncated, not a torch or safetensors file, or holding "
                          f"objects other than tensors; {type(e).__name__})") from e
     # a wrapper (a training checkpoint, say) may hold other tensors beside its state dict, such as an RNG state

@@ -30,9 +30,10 @@ LOCK_FILE = "run.lock"
 def _lock_owner(lock: Path) -> dict:
     "The pid, host and start time written in `lock` (empty if unreadable)."
     try:
-        return json.loads(lock.read_text())
+        owner = json.loads(lock.read_text())
     except (OSError, ValueError):
         return {}
+    return owner if isinstance(owner, dict) else {}
 
 # %% ../nbs/02f_run_folder.ipynb #6ef21955
 def process_gone(owner: dict) -> bool:
@@ -85,12 +86,14 @@ RUN_FILES = ("config.json", "history.jsonl", "metrics.json", "checkpoint_last.pt
 
 
 def claim_out_dir(config: RunSettings, resuming: bool):
-    "Refuse to start afresh in an out_dir that holds a run, unless `overwrite`, which deletes that run's files."
+    "Refuse to start afresh in an out_dir that holds a run, unless `overwrite` or one with no checkpoint to resume."
     out = Path(config.out_dir)
     present = [name for name in RUN_FILES if (out / name).exists()] + sorted(p.name for p in out.glob("events.out.tfevents.*"))
     if resuming or not present:
         return
-    if not config.overwrite:
+    if config.resume == "auto" and not (out / "checkpoint_last.pt").exists():  # killed before its first checkpoint
+        print(f"{out} holds a run that never finished an epoch ({', '.join(present)}): resume='auto' starts it afresh")
+    elif not config.overwrite:
         raise RunFolderError(f"{out} holds a run ({', '.join(present)}): resume='auto' continues it, overwrite=True "
                              "replaces it, or choose another out_dir")
     for name in present:
@@ -110,9 +113,19 @@ def resume_path(config: RunSettings) -> Path | None:
 
 # %% ../nbs/02f_run_folder.ipynb #6430dc20
 def trim_history(path: Path, last_epoch: int):
-    "Keep the rows of history.jsonl up to `last_epoch`, the epoch of the checkpoint a run resumes from."
-    rows = [line for line in path.read_text().splitlines() if json.loads(line)["epoch"] <= last_epoch] if path.is_file() else []
-    path.write_text("".join(row + "\n" for row in rows))
+    "Keep the rows of history.jsonl up to `last_epoch`; a torn last row (a run killed mid-write) is dropped too."
+    lines, kept = path.read_text().splitlines() if path.is_file() else [], []
+    for number, line in enumerate(lines, start=1):
+        try:
+            row = json.loads(line)
+        except ValueError as e:
+            if number == len(lines):  # written in part when the run was killed: its epoch is trained again
+                print(f"{path}: dropped its last line, written in part ({e})")
+                break
+            raise ValueError(f"{path}: line {number} is not JSON ({e}); only a torn last line can be dropped") from None
+        if row["epoch"] <= last_epoch:
+            kept.append(line)
+    path.write_text("".join(row + "\n" for row in kept))
 
 # %% ../nbs/02f_run_folder.ipynb #d879ccdb
 def write_run_file(path: Path, content: dict) -> Path:

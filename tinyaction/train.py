@@ -462,8 +462,8 @@ def start_or_resume(run: TrainingRun) -> tuple[int, float, int]:
         start, best_f1, best_epoch = checkpoint.epoch + 1, checkpoint.best_f1, checkpoint.best_epoch
         print(f"resumed from {path} at epoch {start}")
     if run.rank == 0:
-        write_run_file(run.out / "config.json", asdict(run.config))
         trim_history(run.out / "history.jsonl", start - 1)
+        write_run_file(run.out / "config.json", asdict(run.config))
     return start, best_f1, best_epoch
 
 # %% ../nbs/03_train.ipynb #28269250
