@@ -94,3 +94,15 @@ def test_a_damaged_cached_weights_file_is_refused_not_reported_fetched(tmp_path,
     with pytest.raises(WeightsDownloadError, match="the cached file does not match its SHA-256 .*delete it to download"):
         fetch_weights(weights, progress=False)
     assert os.path.getsize(weights.cache_path) == 5  # left for the user to inspect
+
+
+def test_a_finished_run_whose_last_outputs_did_not_fit_writes_them_on_resume(synthetic_root, tmp_path, capsys):
+    # what a full disk between checkpoint_last.pt and checkpoint_best.pt leaves: a resume used to exit 0 without them
+    out = tmp_path / "full"
+    fit(tiny_config(synthetic_root, out, epochs=1))
+    (out / "checkpoint_best.pt").unlink()
+    (out / "metrics.json").unlink()
+    final = fit(tiny_config(synthetic_root, out, epochs=1, resume="auto"))
+    assert "the outputs that were missing are written now" in capsys.readouterr().out
+    assert (out / "checkpoint_best.pt").read_bytes() == (out / "checkpoint_last.pt").read_bytes()
+    assert json.loads((out / "metrics.json").read_text())["macro_f1"] == final["macro_f1"]

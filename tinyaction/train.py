@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import sys
 import time
 from contextlib import nullcontext
@@ -43,7 +44,7 @@ from .zoo import contract_of, get_model, list_models, model_info
 __all__ = ['LOSSES', 'BALANCES', 'FINITE_CHECK_EVERY', 'FUSED_ADAMW', 'TrainConfig', 'build_loss', 'build_scheduler',
            'train_step', 'NonFiniteLossError', 'check_finite', 'freeze_batchnorm', 'train_epoch', 'TrainingRun',
            'build_datasets', 'build_network', 'check_splits', 'build_run', 'validate', 'fit_epoch', 'save_epoch',
-           'read_resume_checkpoint', 'resume_changes', 'start_or_resume', 'fit_run', 'fit', 'main']
+           'read_resume_checkpoint', 'resume_changes', 'start_or_resume', 'finish_outputs', 'fit_run', 'fit', 'main']
 
 # %% ../nbs/03_train.ipynb #fb045283
 __getattr__ = moved_names(__name__, {
@@ -466,6 +467,19 @@ def start_or_resume(run: TrainingRun) -> tuple[int, float, int]:
         write_run_file(run.out / "config.json", asdict(run.config))
     return start, best_f1, best_epoch
 
+# %% ../nbs/03_train.ipynb #29d4952e
+def finish_outputs(run: TrainingRun, best_epoch: int, last_epoch: int) -> dict:
+    "The validation metrics of a finished run whose last outputs were not written, and its best checkpoint where it can."
+    metrics, _ = validate(run)
+    best = run.out / "checkpoint_best.pt"
+    if run.rank == 0 and not best.is_file():
+        if best_epoch == last_epoch:
+            shutil.copyfile(run.out / "checkpoint_last.pt", best)
+        else:
+            print(f"{best} is missing: epoch {best_epoch}'s weights were not saved; checkpoint_last.pt holds epoch {last_epoch}")
+    print(f"{run.out}: its epochs were trained; the outputs that were missing are written now")
+    return metrics
+
 # %% ../nbs/03_train.ipynb #28269250
 def fit_run(run: TrainingRun, stop_after_epochs: int | None = None) -> dict:
     "Start or resume `run`, train and validate its epochs, and write its outputs; returns the final metrics."
@@ -482,8 +496,10 @@ def fit_run(run: TrainingRun, stop_after_epochs: int | None = None) -> dict:
             if run.rank == 0:
                 save_epoch(run, row, best_f1, best_epoch, logger)
         metrics_path = run.out / "metrics.json"
-        if metrics is None:
+        if metrics is None and (metrics_path.is_file() or start < run.config.epochs):
             return json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
+        if metrics is None:  # every epoch trained, yet no metrics.json: the last outputs did not fit (a full disk)
+            metrics = finish_outputs(run, best_epoch, start - 1)
         final = {**metrics, "best_epoch": best_epoch, "best_macro_f1": best_f1, "train_seconds": round(time.time() - started, 1),
                  "train_precision": "bf16" if uses_bf16(run.device, run.config.amp) else "fp32"}
         if run.rank == 0:
