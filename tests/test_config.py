@@ -3,6 +3,8 @@ command-line option, and its value reaches config.json"""
 import ast
 import dataclasses
 import json
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -177,3 +179,10 @@ def test_a_misspelt_papermill_parameter_stops_the_notebook_naming_it(tmp_path, n
     assert result.returncode != 0
     assert f"parameter '{name}': got 1; expected '{closest}' (the closest name) or another of the parameters [" in result.stderr
     assert not out_dir.exists()  # stopped before any work
+
+
+def test_a_misspelt_command_line_option_names_the_closest_one():
+    result = subprocess.run([sys.executable, "-m", "tinyaction.train", "--epoch", "1"], cwd=REPO_ROOT, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 2
+    assert "unrecognized arguments: --epoch 1 (did you mean --epochs for --epoch?)" in result.stderr

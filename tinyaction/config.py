@@ -210,7 +210,14 @@ def config_parser(cls: type, prog: str, description: str | None = None) -> argpa
 # %% ../nbs/02a_config.ipynb #52d91a2c
 def parse_config(cls: type[ConfigT], argv: Sequence[str] | None, prog: str) -> ConfigT:
     "A config of type `cls` from command-line options (`--name value`); what is not given keeps its default."
-    values = vars(config_parser(cls, prog).parse_args(argv))
+    parser = config_parser(cls, prog)
+    values, unknown = parser.parse_known_args(argv)
+    if unknown:  # a typo such as --epoch: name the closest option
+        options = [word for word in unknown if word.startswith("--")]
+        closest = [difflib.get_close_matches(word.split("=")[0][2:], list(field_types(cls)), n=1) for word in options]
+        hints = [f"--{found[0]} for {word.split('=')[0]}" for found, word in zip(closest, options) if found]
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}" + (f" (did you mean {', '.join(hints)}?)" if hints else ""))
+    values = vars(values)
     both = [old for old, new in getattr(cls, "ALIASES", {}).items() if old in values and new in values]
     if both:
         raise ConfigError(both[0], values[both[0]], f"only one of --{both[0]} (deprecated) and --{cls.ALIASES[both[0]]}")
