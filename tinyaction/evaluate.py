@@ -26,8 +26,8 @@ from .models import AMP_MODES
 from .synthetic import resolve_data_dir
 
 # %% auto #0
-__all__ = ['write_answer', 'read_answer', 'evaluation_dataset', 'EvalConfig', 'EvalReport', 'training_shot_groups',
-           'member_dataset', 'evaluate_checkpoint', 'main']
+__all__ = ['write_answer', 'read_answer', 'evaluation_dataset', 'checkpoint_paths', 'EvalConfig', 'EvalReport',
+           'training_shot_groups', 'member_dataset', 'evaluate_checkpoint', 'main']
 
 # %% ../nbs/04_evaluate.ipynb #4666e058
 __getattr__ = moved_names(__name__, {
@@ -78,7 +78,7 @@ def evaluation_dataset(checkpoint: Checkpoint, data_dir: str | Path | None, spli
     return dataset
 
 # %% ../nbs/04_evaluate.ipynb #8ba112e5
-def _checkpoint_paths(value: str | list) -> str | list[str]:
+def checkpoint_paths(value: str | list) -> str | list[str]:
     "One checkpoint path as given, or an ensemble's paths from a list or from text with commas; empty paths are refused."
     if isinstance(value, str) and "," not in value:
         return value
@@ -110,7 +110,7 @@ class EvalConfig:
 
     def __post_init__(self):
         coerce_fields(self)
-        self.checkpoint = _checkpoint_paths(self.checkpoint)
+        self.checkpoint = checkpoint_paths(self.checkpoint)
         if self.tta not in TTA_VIEWS:
             raise ConfigError("tta", self.tta, f"one of {list(TTA_VIEWS)}")
         if self.amp not in AMP_MODES:

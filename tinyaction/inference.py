@@ -47,8 +47,9 @@ def predict(model: nn.Module, dataset, num_clips: int | None = 5, reduce: str = 
     device = resolve_device(device) if isinstance(device, str) else device
     model = model.to(device).eval()
     normalize = contract_of(model).normalize().to(device)
-    pairs = mirror_pairs(dataset.classes) if flip_pairs is None else flip_pairs  # outputs that a mirror swaps
-    swap = torch.tensor(mirror_permutation(len(dataset.classes), pairs), device=device)
+    if tta == "flip":  # the outputs that a mirror swaps
+        pairs = mirror_pairs(dataset.classes) if flip_pairs is None else flip_pairs
+        swap = torch.tensor(mirror_permutation(len(dataset.classes), pairs), device=device)
     items = dataset if indices is None else Subset(dataset, list(indices))
     loader = DataLoader(items, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_clips,
                         pin_memory=device.type == "cuda")

@@ -23,6 +23,7 @@ from torch.utils.data import Dataset
 from .checkpoint import Checkpoint, load_checkpoint
 from .config import ConfigError, coerce_fields, config_parser, make_config
 from .data import SAMPLING_MODES, sample_indices
+from .evaluate import checkpoint_paths
 from .inference import TTA_VIEWS, predict, predict_ensemble, resolve_flip_pairs
 from .metrics import load_thresholds
 from .models import AMP_MODES
@@ -376,11 +377,11 @@ def segment_precision_recall(found: Sequence[Segment], truth: Sequence[Segment],
             "precision": matched / len(found) if found else 0.0, "recall": matched / len(truth) if truth else 0.0}
 
 # %% ../nbs/09_predict.ipynb #9fa9f9f3
-def _path_list(value: str | list, name: str) -> list[str]:
-    "A list of paths from one path, a list, or (for checkpoints) text with commas; empty paths are refused."
-    paths = value.split(",") if isinstance(value, str) and name == "checkpoint" else [value] if isinstance(value, str) else value
+def _path_list(value: str | list) -> list[str]:
+    "A list of paths from one path or a list; empty paths are refused."
+    paths = [value] if isinstance(value, (str, os.PathLike)) else value
     if not paths or not all(isinstance(p, (str, os.PathLike)) and os.fspath(p).strip() for p in paths):
-        raise ConfigError(name, value, "a path or a list of paths, none of them empty")
+        raise ConfigError("paths", value, "a path or a list of paths, none of them empty")
     return [os.fspath(p).strip() for p in paths]
 
 # %% ../nbs/09_predict.ipynb #395792c7
@@ -408,7 +409,7 @@ class PredictConfig:
 
     def __post_init__(self):
         coerce_fields(self)
-        self.checkpoint, self.paths = _path_list(self.checkpoint, "checkpoint"), _path_list(self.paths, "paths")
+        self.checkpoint, self.paths = _path_list(checkpoint_paths(self.checkpoint)), _path_list(self.paths)
         if Path(self.out).suffix.lower() not in OUT_SUFFIXES:
             raise ConfigError("out", self.out, f"a file name ending in {' or '.join(OUT_SUFFIXES)}")
         if self.tta not in TTA_VIEWS:
