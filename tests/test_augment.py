@@ -43,6 +43,7 @@ def test_every_augmentation_trains_and_resumes_bit_for_bit(synthetic_root, tmp_p
     assert augmented.config["augment"] == "flip,scale,time,mixup" and plain["macro_f1"] >= 0
 
 
-def test_augment_with_a_teacher_is_refused(synthetic_root, tmp_path):
-    with pytest.raises(ConfigError, match="parameter 'augment': got 'flip'; expected 'none' with a teacher"):
-        tiny_config(synthetic_root, tmp_path / "t", augment="flip", teacher=str(tmp_path / "scores.npz"))
+def test_label_changing_augmentation_with_a_scores_teacher_is_refused(synthetic_root, tmp_path):
+    with pytest.raises(ConfigError, match="parameter 'augment': got 'flip,time'; expected no \\['flip'\\] with a scores teacher"):
+        tiny_config(synthetic_root, tmp_path / "t", augment="time,flip", teacher=str(tmp_path / "scores.npz"))
+    assert tiny_config(synthetic_root, tmp_path / "t", augment="time", teacher=str(tmp_path / "scores.npz")).augment == "time"

@@ -50,7 +50,7 @@ def non_default_training(root, out, weights, teacher) -> dict[str, tuple[str, ob
         "db_mu": ("0.3", 0.3), "db_kappa": ("0.1", 0.1), "db_neg_scale": ("3", 3.0),
         "balance": ("repeat_factor", "repeat_factor"), "repeat_threshold": ("0.5", 0.5), "many_shot": ("8", 8),
         "few_shot": ("2", 2), "teacher": (str(teacher), str(teacher)),
-        "flip_pairs": ("none", "none"), "augment": ("time,flip", "flip,time"),
+        "flip_pairs": ("none", "none"), "augment": ("time,scale", "scale,time"),
         "distill_weight": ("0.5", 0.5), "distill_temperature": ("2", 2.0),
     }
 

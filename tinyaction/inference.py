@@ -97,8 +97,8 @@ def mirror_pairs(classes: Sequence[str]) -> list[tuple[int, int]]:
 
 # %% ../nbs/02d_inference.ipynb #1f5001c2
 def resolve_flip_pairs(spec: str | None, classes: Sequence[str]) -> list[tuple[int, int]]:
-    "Pairs from a run's `flip_pairs`: None finds them from the names, 'none' has none, 'a:b,c:d' names them."
-    if spec is None:
+    "Pairs from a run's `flip_pairs`: 'auto' (or None) finds them from the names, 'none' has none, 'a:b,c:d' names them."
+    if spec is None or spec.strip().lower() == "auto":
         return mirror_pairs(classes)
     if spec.strip().lower() in ("none", ""):
         return []

@@ -77,7 +77,7 @@ class TrainConfig:
     val_sampling: str = "uniform"  # validation frames: evenly spaced by default
     skip_errors: bool = False  # skip unreadable clips, with a warning, instead of stopping
     cache: bool | str = "auto"  # decode each video once into memory: True, False, or "auto" (when it fits)
-    flip_pairs: str | None = None  # classes a left-right mirror swaps: "a:b,c:d", "none", or None (from the names)
+    flip_pairs: str = "auto"  # classes a left-right mirror swaps: "auto" (from the names), "a:b,c:d", or "none"
     augment: str | list = "none"  # training augmentation on the device (02h_augment): a comma list of flip, scale, time, mixup
 
     # model
@@ -178,8 +178,10 @@ class TrainConfig:
         if self.amp not in AMP_MODES:
             raise ConfigError("amp", self.amp, "True, False or 'auto'")
         model_info(self.arch).contract.check(self.arch, self.clip_len, self.size)
-        if self.augment != "none" and self.teacher:
-            raise ConfigError("augment", self.augment, "'none' with a teacher: a teacher's targets are of the clips as loaded")
+        relabelled = sorted({"flip", "mixup"} & set(self.augment.split(",")))
+        if relabelled and self.teacher and Path(self.teacher).suffix == ".npz":
+            raise ConfigError("augment", self.augment, f"no {relabelled} with a scores teacher (its targets are of the clips "
+                              "as loaded): scale and time keep them, and a checkpoint teacher scores the augmented clips")
         if self.pretrained == "published" and model_info(self.arch).weights is None:
             raise ConfigError("pretrained", self.pretrained, f"a local weights file: {self.arch} has no published weights "
                               f"(these have: {list_models(published=True)})")
