@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 
 from .compat import moved_names
 from .config import FALSE_WORDS, NONE_WORDS, TRUE_WORDS, ConfigError, field_types
-from .run_folder import process_gone
+from .run_folder import process_gone, write_run_file
 from .train import TrainConfig
 
 # %% auto #0
@@ -134,10 +134,8 @@ STATUS_FILE = "status.json"
 
 
 def write_status(run_dir: Path, status: dict):
-    "Write `run_dir/status.json` atomically."
-    part = run_dir / f".{STATUS_FILE}.{socket.gethostname()}.{os.getpid()}"
-    part.write_text(json.dumps(status, indent=1))
-    os.replace(part, run_dir / STATUS_FILE)
+    "Write `run_dir/status.json` atomically (`write_run_file`: whole or not at all, a full disk named)."
+    write_run_file(run_dir / STATUS_FILE, status)
 
 # %% ../nbs/06_experiments.ipynb #84c46601
 class BrokenRun(ValueError):
