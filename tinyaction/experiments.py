@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import hashlib
 import itertools
 import json
@@ -124,9 +125,11 @@ def check_parameters(notebook: str | Path, names: Sequence[str]) -> list[str]:
         raise ValueError(f"{notebook} has no out_dir parameter: a sweep gives each run its folder through it")
     for name in names:
         if name in SWEEP_PARAMETERS:
-            raise ConfigError(name, name, f"a parameter other than {list(SWEEP_PARAMETERS)}, which the sweep sets")
+            raise ValueError(f"{name!r} cannot be swept: the sweep sets it for each run ({list(SWEEP_PARAMETERS)})")
         if name not in known:
-            raise ConfigError(name, name, f"one of the parameters of {notebook}: {known}")
+            closest = difflib.get_close_matches(name, known, n=1)
+            hint = f" (did you mean {closest[0]!r}?)" if closest else ""
+            raise ValueError(f"{notebook} has no parameter {name!r}{hint}; its parameters: {known}")
     return known
 
 # %% ../nbs/06_experiments.ipynb #7bb1de82
