@@ -37,7 +37,9 @@ def test_a_bad_value_into_a_finished_run_changes_nothing(synthetic_root, finishe
     before = snapshot(finished)
     result = subprocess.run([sys.executable, "-m", "tinyaction.train", "--data_dir", str(synthetic_root), "--out_dir",
                              str(finished), "--epochs", "two"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
-    assert result.returncode != 0 and "parameter 'epochs': got 'two'; expected an int" in result.stderr
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        "python -m tinyaction.train: error: parameter 'epochs': got 'two'; expected an int")
     assert snapshot(finished) == before
 
 

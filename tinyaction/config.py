@@ -13,19 +13,20 @@ import inspect
 import io
 import os
 import re
+import sys
 import textwrap
 import tokenize
 import types
 import typing
 import warnings
-from typing import Any, Mapping, Sequence, TypeVar, Union
+from typing import Any, Callable, Mapping, Sequence, TypeVar, Union
 
 from .compat import moved_names
 
 # %% auto #0
 __all__ = ['TRUE_WORDS', 'FALSE_WORDS', 'NONE_WORDS', 'ConfigT', 'ConfigError', 'parse_bool', 'coerce', 'field_types',
            'coerce_fields', 'known_parameters', 'make_config', 'injected_names', 'notebook_config', 'field_docs',
-           'field_groups', 'config_parser', 'parse_config']
+           'field_groups', 'config_parser', 'parse_config', 'user_error', 'run_command']
 
 # %% ../nbs/02a_config.ipynb #ed125a48
 __getattr__ = moved_names(__name__, {"C": "tinyaction.config.ConfigT"})
@@ -222,3 +223,20 @@ def parse_config(cls: type[ConfigT], argv: Sequence[str] | None, prog: str) -> C
     if both:
         raise ConfigError(both[0], values[both[0]], f"only one of --{both[0]} (deprecated) and --{cls.ALIASES[both[0]]}")
     return make_config(cls, values)
+
+# %% ../nbs/02a_config.ipynb #84391e5f
+def user_error(error: BaseException) -> bool:
+    "Whether `error` is a user's mistake to state in one line: a bad value, a file's problem, or one of the kit's own errors."
+    return isinstance(error, (ValueError, OSError)) or type(error).__module__.startswith("tinyaction")
+
+
+def run_command(main: Callable[[], object], prog: str) -> int:
+    "Run a command's `main` and return its exit status: 1, with `prog: error: ...` on stderr, for a user's mistake."
+    try:
+        status = main()
+    except Exception as e:
+        if os.environ.get("TINYACTION_TRACEBACK") or not user_error(e):
+            raise
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 1
+    return status if isinstance(status, int) else 0

@@ -18,7 +18,7 @@ import numpy as np
 from .balance import FEW_SHOT, MANY_SHOT, class_counts, shot_groups
 from .checkpoint import Checkpoint, load_checkpoint
 from .compat import moved_names
-from .config import ConfigError, coerce_fields, parse_config
+from .config import ConfigError, coerce_fields, parse_config, run_command
 from .data import SPLIT_FILES, TinyVirat, check_same_videos, describe_ids, load_class_map, load_split
 from .inference import TTA_VIEWS, output_order, predict_ensemble
 from .metrics import align_scores, load_thresholds, metrics_with_ci, save_scores, save_thresholds, threshold_gain
@@ -241,4 +241,4 @@ def main(argv: Sequence[str] | None = None) -> EvalReport:
 
 
 if __name__ == "__main__" and sys.argv[0] == globals().get("__file__"):  # `python -m`, not a notebook kernel
-    main()
+    sys.exit(run_command(main, "python -m tinyaction.evaluate"))

@@ -29,7 +29,7 @@ from papermill.exceptions import PapermillExecutionError
 from tqdm.auto import tqdm
 
 from .compat import moved_names
-from .config import FALSE_WORDS, NONE_WORDS, TRUE_WORDS, ConfigError, field_types
+from .config import FALSE_WORDS, NONE_WORDS, TRUE_WORDS, ConfigError, field_types, run_command
 from .run_folder import process_gone, write_run_file
 from .train import TrainConfig
 
@@ -580,4 +580,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__" and sys.argv[0] == globals().get("__file__"):  # `python -m`, not a notebook kernel
-    sys.exit(main())
+    sys.exit(run_command(main, "python -m tinyaction.experiments"))

@@ -21,7 +21,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from .checkpoint import Checkpoint, load_checkpoint
-from .config import ConfigError, coerce_fields, config_parser, make_config
+from .config import ConfigError, coerce_fields, config_parser, make_config, run_command
 from .data import SAMPLING_MODES, sample_indices
 from .evaluate import checkpoint_paths
 from .inference import TTA_VIEWS, predict, predict_ensemble, resolve_flip_pairs
@@ -605,4 +605,4 @@ def main(argv: Sequence[str] | None = None) -> PredictionRun:
 
 
 if __name__ == "__main__" and sys.argv[0] == globals().get("__file__"):  # `python -m`, not a notebook kernel
-    sys.exit(1 if main().failed else 0)
+    sys.exit(run_command(lambda: 1 if main().failed else 0, "python -m tinyaction.predict"))

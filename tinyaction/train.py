@@ -27,7 +27,7 @@ from .augment import Augmenter, parse_augment
 from .balance import class_counts, shot_groups
 from .checkpoint import Checkpoint, read_checkpoint, restore
 from .compat import moved_names
-from .config import ConfigError, coerce_fields, parse_config
+from .config import ConfigError, coerce_fields, parse_config, run_command
 from .data import SAMPLING_MODES, TinyVirat, multi_hot
 from .distill import Distiller, load_teacher
 from .inference import format_flip_pairs, mirror_permutation, predict, resolve_flip_pairs
@@ -526,4 +526,4 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
 
 if __name__ == "__main__" and sys.argv[0] == globals().get("__file__"):  # `python -m`, not a notebook kernel
-    main()
+    sys.exit(run_command(main, "python -m tinyaction.train"))
