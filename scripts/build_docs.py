@@ -194,7 +194,9 @@ def main() -> int:
     (SOURCE / "api").mkdir(parents=True)
     anchors = api_anchors(list(modules.values()))
     for chapter in chapters:
-        nbformat.write(chapter_page(EXECUTED / f"{chapter}.ipynb", anchors, chapters), SOURCE / f"{chapter}.ipynb")
+        own = api_anchors([modules[chapter]]) if chapter in modules else {}  # `main` in 09_predict is its own
+        page = chapter_page(EXECUTED / f"{chapter}.ipynb", {**anchors, **own}, chapters)
+        nbformat.write(page, SOURCE / f"{chapter}.ipynb")
     for chapter, module in modules.items():
         (SOURCE / "api" / f"{module}.md").write_text(api_page(module, chapter))
     (SOURCE / "api" / "index.md").write_text(api_index(modules))

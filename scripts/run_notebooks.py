@@ -7,6 +7,7 @@ import argparse
 import os
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import nbformat
@@ -49,26 +50,32 @@ def run_notebook(path: Path, flags: set[str]) -> tuple[nbformat.NotebookNode, st
     return nb, None
 
 
+def run_and_keep(path: Path, flags: set[str]) -> str | None:
+    "Run the notebook at `path`, write its executed copy (or remove a stale one), print its time; where it failed."
+    start = time.time()
+    nb, failure = run_notebook(path, flags)
+    if failure:
+        (EXECUTED / path.name).unlink(missing_ok=True)
+    else:
+        nbformat.write(nb, EXECUTED / path.name)
+    print(f"{'FAILED' if failure else 'ran'} {path.name} in {time.time() - start:.0f} s", flush=True)
+    return failure
+
+
 def main(argv: list[str] | None = None) -> int:
     "Run the notebooks named (default: all of nbs/), write the executed ones, report failures; the exit status."
     config = get_config()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("notebooks", nargs="*", type=Path, help="notebooks to run (default: nbs/*.ipynb)")
     parser.add_argument("--flags", default="", help="space-separated flags of cells to run that are normally skipped")
+    parser.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)),
+                        help="notebooks run at once (as nbdev_test: one a core)")
     args = parser.parse_args(argv)
     flags = set(config.tst_flags.split()) - set(args.flags.split())
-    notebooks = args.notebooks or sorted(Path(config.nbs_path).glob("*.ipynb"))
+    notebooks = [p.resolve() for p in args.notebooks or sorted(Path(config.nbs_path).glob("*.ipynb"))]
     EXECUTED.mkdir(parents=True, exist_ok=True)
-    failures = []
-    for path in notebooks:
-        start = time.time()
-        nb, failure = run_notebook(path.resolve(), flags)
-        print(f"{'FAILED' if failure else 'ran'} {path.name} in {time.time() - start:.0f} s", flush=True)
-        if failure:
-            failures.append(failure)
-            (EXECUTED / path.name).unlink(missing_ok=True)
-        else:
-            nbformat.write(nb, EXECUTED / path.name)
+    with ProcessPoolExecutor(args.workers) as pool:
+        failures = [f for f in pool.map(run_and_keep, notebooks, [flags] * len(notebooks)) if f]
     for failure in failures:
         print(f"\n== {failure}", file=sys.stderr)
     return 1 if failures else 0
