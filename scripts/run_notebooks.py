@@ -4,6 +4,7 @@
 exits 1 naming each notebook and cell that failed.
 """
 import argparse
+import multiprocessing
 import os
 import sys
 import time
@@ -12,11 +13,12 @@ from pathlib import Path
 
 import nbformat
 from nbclient import NotebookClient
-from nbclient.exceptions import CellExecutionError
+from nbclient.exceptions import CellExecutionError, CellTimeoutError
 from nbdev.config import get_config
 from nbdev.process import extract_directives
 
 REPO = Path(__file__).resolve().parent.parent
+CELL_TIMEOUT = 900  # seconds: a cell that hangs fails, named, instead of holding CI (the longest takes about 2 minutes)
 EXECUTED = REPO / "build" / "docs" / "nbs"
 
 
@@ -36,7 +38,7 @@ def run_notebook(path: Path, flags: set[str]) -> tuple[nbformat.NotebookNode, st
     "The notebook at `path` executed in nbs/ with its widget state, and where it failed (None if it ran)."
     nb = nbformat.read(path, as_version=4)
     client = NotebookClient(nb, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}},
-                            store_widget_state=True)
+                            store_widget_state=True, timeout=CELL_TIMEOUT)
     # plotly figures as JSON (the site draws them with its own plotly.js); IN_TEST as nbdev_test sets it
     with client.setup_kernel(env={**os.environ, "PLOTLY_RENDERER": "plotly_mimetype", "IN_TEST": "1"}):
         for index, cell in enumerate(nb.cells):
@@ -44,7 +46,7 @@ def run_notebook(path: Path, flags: set[str]) -> tuple[nbformat.NotebookNode, st
                 continue
             try:
                 client.execute_cell(cell, index)
-            except CellExecutionError as error:
+            except (CellExecutionError, CellTimeoutError) as error:
                 return nb, f"{path.name}, cell {index}:\n{cell.source}\n{error}"
         client.set_widgets_metadata()
     return nb, None
@@ -74,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     flags = set(config.tst_flags.split()) - set(args.flags.split())
     notebooks = [p.resolve() for p in args.notebooks or sorted(Path(config.nbs_path).glob("*.ipynb"))]
     EXECUTED.mkdir(parents=True, exist_ok=True)
-    with ProcessPoolExecutor(args.workers) as pool:
+    # spawned, not forked: each worker starts its kernels from a fresh interpreter
+    with ProcessPoolExecutor(args.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         failures = [f for f in pool.map(run_and_keep, notebooks, [flags] * len(notebooks)) if f]
     for failure in failures:
         print(f"\n== {failure}", file=sys.stderr)
