@@ -2,6 +2,7 @@
 import html
 import importlib
 import inspect
+import json
 import re
 import subprocess
 import sys
@@ -144,6 +145,12 @@ def test_nav_lists_the_chapters_in_reading_order(site):
     links = parse(site / "index.html").links
     chapters = [c for c in dict.fromkeys(Path(link).stem for link in links) if c in CHAPTERS]
     assert chapters == CHAPTERS
+
+
+def test_search_indexes_every_chapter_and_api_page(site):
+    index = json.loads((site / "search" / "search_index.json").read_text())
+    pages = {doc["location"].split("#")[0] for doc in index["docs"]}
+    assert {f"{c}.html" for c in CHAPTERS} <= pages and "api/widgets.html" in pages, sorted(pages)
 
 
 def modules_with_all() -> list[str]:
