@@ -10,7 +10,9 @@ from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+import nbformat
 import pytest
+from nbdev.process import extract_directives
 from selenium import webdriver
 from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.chrome.service import Service
@@ -139,6 +141,19 @@ def test_internal_links_resolve_and_nothing_loads_from_the_network(site):
                 broken.append(f"{page.relative_to(site)}: {href} (no such anchor)")
     assert not broken, "\n".join(broken)
     assert not remote, "\n".join(remote)
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_chapter_shows_its_cells_but_not_the_hidden_ones(site, chapter):
+    text = page_text(site / f"{chapter}.html")
+    shown, hidden = [], []
+    for cell in nbformat.read(REPO_ROOT / "nbs" / f"{chapter}.ipynb", as_version=4).cells:
+        if cell.cell_type == "code" and cell.source.strip():
+            directives = extract_directives(cell)  # strips the directive lines, as the page does
+            body = " ".join(cell.source.split())
+            (hidden if {"hide", "default_exp"} & directives.keys() else shown).append(body)
+    assert all(body in text for body in shown if body), f"{chapter}: a code cell is missing"
+    assert not [body for body in hidden if body and body in text], f"{chapter}: a hidden cell is shown"
 
 
 def test_nav_lists_the_chapters_in_reading_order(site):
