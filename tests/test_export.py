@@ -83,7 +83,7 @@ def test_onnx_labels_without_torch_are_the_pytorch_predictors(checkpoint, export
 
 def test_int8_quantisation_is_smaller_and_verifies_within_its_tolerance(checkpoint, exported, real_videos, tmp_path):
     report = export_model(checkpoint, tmp_path / "int8.onnx", quantize=True, verify=real_videos)
-    assert report.precision == "int8" and report.max_abs_diff <= report.tolerance == 0.05
+    assert report.precision == "int8" and report.max_abs_diff <= report.tolerance == 0.1
     assert ExportedModel(report.path).contract.precision == "int8"
 
 
