@@ -3,7 +3,7 @@
 One trained checkpoint (--checkpoint; `03_train`'s demo network), its val split (--data_dir, the synthetic set), one
 clip per video drawn as a deployment draws it (`tinyaction.runtime.read_clips`: the checkpoint's sampling and exact
 resize), decoded once before timing. Engines, each on the same uint8 clips, each including its preprocessing:
-- baseline: PyTorch eager fp32, `tinyaction.export.DeployedNetwork` (normalise, network, sigmoid), torch's threads;
+- baseline: PyTorch eager fp32, `tinyaction.export.DeployedNetwork` (normalise, network, sigmoid), --threads threads;
 - tinyaction_bf16 (an extra row, where the CPU computes bf16 natively): the same under bf16 autocast;
 - onnx_fp32: the file `tinyaction.export` writes, in onnxruntime (CPU, intra-op threads = torch's);
 - onnx_int8: the same, after onnxruntime's dynamic int8 quantisation.
@@ -53,9 +53,12 @@ def main():
     parser.add_argument("--batch_sizes", type=int, nargs="+", default=[1, 16])
     parser.add_argument("--repeats", type=int, default=5, help="timing windows per engine and batch size (median)")
     parser.add_argument("--seconds", type=float, default=1.0, help="length of each timing window")
+    parser.add_argument("--threads", type=int, default=0, help="threads of both engines; 0: torch's default (every core)")
     parser.add_argument("--out", type=Path, default=RESULTS / "export_cpu.json")
     args = parser.parse_args()
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     threads = torch.get_num_threads()
     model, contract, thresholds_source = deploy_contract(args.checkpoint)
     network = DeployedNetwork(model).eval()
