@@ -5,11 +5,8 @@
 # %% ../nbs/09_predict.ipynb #187426b7
 from __future__ import annotations
 
-import csv
-import json
 import os
 import sys
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, NamedTuple, Sequence
@@ -27,40 +24,15 @@ from .evaluate import checkpoint_paths
 from .inference import TTA_VIEWS, predict, predict_ensemble, resolve_flip_pairs
 from .metrics import load_thresholds
 from .models import AMP_MODES
+from .runtime import OUT_SUFFIXES, ExportedModel, clip_key, find_videos, score_videos, video_row, write_rows
 from .video import Size, StrPath, VideoReadError, height_width, read_clip, resize_frames
 from .zoo import contract_of
 
 # %% auto #0
-__all__ = ['VIDEO_SUFFIXES', 'OUT_SUFFIXES', 'READ_ERRORS', 'NoVideosError', 'find_videos', 'ClipSpec', 'FootageRecord',
-           'clip_key', 'FootageClips', 'Span', 'window_starts', 'video_fps', 'stream_frames', 'Window', 'window_clips',
-           'stream_windows', 'Timeline', 'predict_windows', 'Segment', 'merge_segments', 'temporal_iou',
-           'segment_precision_recall', 'PredictConfig', 'resolve_thresholds', 'write_rows', 'sibling', 'PredictionRun',
-           'video_row', 'load_members', 'predict_footage', 'parse_predict_config', 'main']
-
-# %% ../nbs/09_predict.ipynb #4cbaea6b
-VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".ts", ".mts", ".m2ts", ".wmv", ".flv",
-                  ".3gp", ".ogv", ".dav", ".h264", ".264")  # what a folder walk scores
-
-
-class NoVideosError(FileNotFoundError):
-    "A folder given to score that holds no video file."
-
-
-def find_videos(paths: Sequence[StrPath]) -> tuple[list[Path], list[Path]]:
-    "The files to score (each file given; under each folder, its video files sorted) and the folders' other files, skipped."
-    videos, skipped = [], []
-    for path in map(Path, paths):
-        if not path.is_dir():
-            videos.append(path)  # a missing or unreadable file becomes a row with its error
-            continue
-        files = sorted(p for p in path.rglob("*") if p.is_file())
-        found = [p for p in files if p.suffix.lower() in VIDEO_SUFFIXES and not p.name.startswith(".")]
-        if not found:
-            raise NoVideosError(f"{path}: no video files in this folder or below it (looked for {', '.join(VIDEO_SUFFIXES)}; "
-                                f"found {len(files)} other files)")
-        videos += found
-        skipped += sorted(set(files) - set(found))
-    return list(dict.fromkeys(videos)), skipped  # a file named twice is scored once
+__all__ = ['READ_ERRORS', 'ClipSpec', 'FootageRecord', 'FootageClips', 'Span', 'window_starts', 'video_fps', 'stream_frames',
+           'Window', 'window_clips', 'stream_windows', 'Timeline', 'predict_windows', 'Segment', 'merge_segments',
+           'temporal_iou', 'segment_precision_recall', 'PredictConfig', 'resolve_thresholds', 'sibling',
+           'PredictionRun', 'load_members', 'predict_footage', 'parse_predict_config', 'main']
 
 # %% ../nbs/09_predict.ipynb #f9ba80d4
 @dataclass(frozen=True)
@@ -90,11 +62,6 @@ class FootageRecord(NamedTuple):
     "A video to score: its path as its id, and no labels."
     id: str
     labels: tuple = ()
-
-
-def clip_key(path: StrPath) -> list[int]:
-    "The seed key of a video's draws: its file name, so that its scores do not depend on the other files of the run."
-    return [zlib.crc32(Path(path).name.encode())]
 
 
 class FootageClips(Dataset):
@@ -385,9 +352,6 @@ def _path_list(value: str | list) -> list[str]:
     return [os.fspath(p).strip() for p in paths]
 
 # %% ../nbs/09_predict.ipynb #395792c7
-OUT_SUFFIXES = (".csv", ".json")
-
-
 @dataclass
 class PredictConfig:
     "Every parameter of a prediction run: the notebook's papermill parameters and the options of `python -m tinyaction.predict`."
@@ -396,6 +360,7 @@ class PredictConfig:
     paths: str | list = "data/sample/videos/test"  # video files and folders (walked) to score; the CLI's positional PATHs
     out: str = "runs/demo/predictions.csv"  # a row per video, .csv or .json; windows add <out>_timeline and <out>_segments
     thresholds: str | None = None  # a thresholds.json; None: <run>/eval/thresholds.json of the checkpoint if there, else 0.5
+    model: str | None = None  # an ONNX file of tinyaction.export, run by onnxruntime instead of the checkpoint (whole videos)
     # how
     num_clips: int = 5  # clips drawn per video (or per window), their scores averaged
     tta: str = "none"  # test-time views of each clip: "none" or "flip"
@@ -423,6 +388,9 @@ class PredictConfig:
             raise ConfigError("num_workers", self.num_workers, "an int >= 0")
         if self.stride is not None and self.window is None:
             raise ConfigError("stride", self.stride, "None without a window (give --window too)")
+        if self.model is not None and (self.window is not None or self.tta != "none"):
+            raise ConfigError("model", self.model, "None with --window or --tta flip (an exported model scores whole videos, "
+                              "one view per clip)")
         if self.window is not None:
             Span.parse(self.window, "window"), Span.parse(self.stride or "1", "stride")
 
@@ -450,20 +418,6 @@ def resolve_thresholds(given: StrPath | None, checkpoints: Sequence[StrPath], co
     return np.full(len(classes), 0.5), "0.5 for every class (an ensemble: give --thresholds for tuned ones)"
 
 # %% ../nbs/09_predict.ipynb #00f3b2ca
-def write_rows(path: StrPath, rows: Sequence[dict], columns: Sequence[str]) -> Path:
-    "Rows as CSV or JSON (a list of objects) by `path`'s suffix; CSV joins list values with ';'."
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix.lower() == ".json":
-        path.write_text(json.dumps([{c: row.get(c) for c in columns} for row in rows], indent=1))
-        return path
-    with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, columns)
-        writer.writeheader()
-        writer.writerows({c: ";".join(v) if isinstance(v, list) else v for c, v in row.items() if c in columns} for row in rows)
-    return path
-
-
 def sibling(out: StrPath, part: str) -> Path:
     "`runs/p.csv` -> `runs/p_<part>.csv`: where the timeline and segments of a windowed run go."
     out = Path(out)
@@ -487,15 +441,6 @@ class PredictionRun:
     def failed(self) -> list[dict]:
         "The rows of the videos that could not be scored."
         return [row for row in self.videos if row["error"]]
-
-# %% ../nbs/09_predict.ipynb #a5e9d5eb
-def video_row(path: str, classes: Sequence[str], thresholds: np.ndarray, scores: np.ndarray | None = None,
-              error: str = "") -> dict:
-    "A video's row: path, error, labels (classes at or over threshold) and every class's score (None when unread)."
-    labels = [] if scores is None else [c for c, s, t in zip(classes, scores, thresholds) if s >= t]
-    return {"video": path, "error": error, "labels": labels,
-            **{c: None if scores is None else round(float(s), 6) for c, s in zip(classes, np.zeros(len(classes)) if scores is None
-                                                                                 else scores)}}
 
 # %% ../nbs/09_predict.ipynb #cea73b3b
 def load_members(paths: Sequence[str]) -> tuple[list[tuple[nn.Module, Checkpoint]], list[str]]:
@@ -561,9 +506,15 @@ def _score_windows(config: PredictConfig, members: list, classes: list[str], vid
 
 # %% ../nbs/09_predict.ipynb #e5f4a673
 def predict_footage(config: PredictConfig, log=print) -> PredictionRun:
-    "Score every video of `config.paths` with the checkpoint(s): rows, and with windows a timeline and segments; write them."
-    members, classes = load_members(config.checkpoint)
-    thresholds, source = resolve_thresholds(config.thresholds, config.checkpoint, [c.config for _, c in members], classes)
+    "Score every video of `config.paths` with the checkpoint(s) or an exported model: rows, with windows a timeline and segments."
+    if config.model is not None:
+        exported = ExportedModel(config.model)
+        classes = list(exported.contract.classes)
+        thresholds, source = (load_thresholds(config.thresholds, classes), config.thresholds) if config.thresholds else \
+            (np.array(exported.contract.thresholds), f"embedded in {config.model}")
+    else:
+        members, classes = load_members(config.checkpoint)
+        thresholds, source = resolve_thresholds(config.thresholds, config.checkpoint, [c.config for _, c in members], classes)
     log(f"thresholds: {source}")
     videos, skipped = find_videos(config.paths)
     if skipped:
@@ -571,7 +522,10 @@ def predict_footage(config: PredictConfig, log=print) -> PredictionRun:
             + (" ..." if len(skipped) > 10 else ""))
     run = PredictionRun(config, classes, thresholds, source, [], skipped=skipped)
     columns = ["video", "error", "labels", *classes]
-    if config.window is None:
+    if config.model is not None:
+        scores, errors = score_videos(exported, videos, config.num_clips, config.batch_size)
+        run.videos = [video_row(str(p), classes, thresholds, scores.get(str(p)), errors.get(str(p), "")) for p in videos]
+    elif config.window is None:
         run.videos = _score_videos(config, members, classes, videos, thresholds)
     else:
         run.videos, run.timelines, run.segments = _score_windows(config, members, classes, videos, thresholds, log)
