@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from .checkpoint import load_checkpoint, write_atomic
-from .config import ConfigError, coerce_fields, parse_config
+from .config import ConfigError, coerce_fields, parse_config, run_command
 from .predict import ClipSpec, resolve_thresholds
 from .runtime import CONTRACT_KEY, DeployContract, ExportedModel, find_videos, read_clips
 from .zoo import contract_of
@@ -247,7 +247,4 @@ def main(argv: Sequence[str] | None = None) -> ExportReport:
 
 
 if __name__ == "__main__" and sys.argv[0] == globals().get("__file__"):  # `python -m`, not a notebook kernel
-    try:
-        main()
-    except (ExportError, ConfigError, ValueError, FileNotFoundError) as e:
-        sys.exit(f"error: {e}")
+    sys.exit(run_command(main, "python -m tinyaction.export"))

@@ -16,7 +16,7 @@ from typing import Sequence, Union
 import av
 import numpy as np
 
-from .config import ConfigError, coerce_fields, config_parser, make_config
+from .config import ConfigError, coerce_fields, config_parser, make_config, run_command
 
 # %% auto #0
 __all__ = ['CONTRACT_KEY', 'SAMPLING_MODES', 'VIDEO_SUFFIXES', 'READ_FAILURES', 'OUT_SUFFIXES', 'DeployContract', 'clip_indices',
@@ -333,4 +333,4 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
 
 
 if __name__ == "__main__" and sys.argv[0] == globals().get("__file__"):  # `python -m`, not a notebook kernel
-    sys.exit(1 if any(row["error"] for row in main()) else 0)
+    sys.exit(run_command(lambda: 1 if any(row["error"] for row in main()) else 0, "python -m tinyaction.runtime"))
