@@ -15,7 +15,7 @@ from torch import nn
 from tinyaction.data import SPLIT_FILES, load_class_map, load_split, multi_hot
 from tinyaction.metrics import save_scores
 from tinyaction.synthetic import make_synthetic
-from tinyaction.train import TrainConfig
+from tinyaction.train import TrainConfig, fit
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 REAL_VIDEOS = Path(os.environ.get("TINYACTION_REAL_VIDEOS", REPO_ROOT.parent / "shared" / "fixtures" / "real_videos"))
@@ -104,3 +104,11 @@ def randomize_(model: nn.Module, seed: int = 0) -> nn.Module:
                 t.copy_(torch.rand(t.shape, generator=g) * 0.5 + 0.75 if "running_var" in name or name.endswith("bn.weight")
                         else torch.randn(t.shape, generator=g) * (0.05 if t.dim() > 1 else 0.1))
     return model
+
+
+@pytest.fixture(scope="module")
+def checkpoint(synthetic_root, tmp_path_factory):
+    "A network trained for one epoch on the small synthetic set: 4 frames of 16x16."
+    out = tmp_path_factory.mktemp("trained")
+    fit(tiny_config(synthetic_root, out, epochs=1))
+    return out / "checkpoint_best.pt"

@@ -14,16 +14,8 @@ from tinyaction.data import load_split, multi_hot
 from tinyaction.evaluate import EvalConfig, evaluate_checkpoint, evaluation_dataset, read_answer
 from tinyaction.inference import predict
 from tinyaction.metrics import load_scores, load_thresholds, save_thresholds
-from tinyaction.train import fit
 
-from conftest import copy_dataset, run_papermill, tiny_config
-
-
-@pytest.fixture(scope="module")
-def checkpoint(synthetic_root, tmp_path_factory):
-    out = tmp_path_factory.mktemp("trained")
-    fit(tiny_config(synthetic_root, out, epochs=1))
-    return out / "checkpoint_best.pt"
+from conftest import copy_dataset, run_papermill
 
 
 @pytest.mark.slow

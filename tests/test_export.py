@@ -12,10 +12,9 @@ import torch
 
 from tinyaction.export import ExportError, ExportVerificationError, deploy_contract, export_model, load_torchscript
 from tinyaction.runtime import ExportedModel
-from tinyaction.train import fit
 from tinyaction.zoo import list_models
 
-from conftest import REPO_ROOT, run_module, tiny_config
+from conftest import REPO_ROOT, run_module
 
 VIDEOS = ("flipping_a_pancake.mkv", "pool_cleaning.mp4", "ucf101_apply_eye_makeup.avi")
 
@@ -28,14 +27,6 @@ sys.meta_path.insert(0, HideTorch())
 sys.argv = ["tinyaction.runtime", *sys.argv[1:]]
 runpy.run_module("tinyaction.runtime", run_name="__main__", alter_sys=True)
 """
-
-
-@pytest.fixture(scope="module")
-def checkpoint(synthetic_root, tmp_path_factory):
-    "A network trained for one epoch on the small synthetic set: 4 frames of 16x16."
-    out = tmp_path_factory.mktemp("trained")
-    fit(tiny_config(synthetic_root, out, epochs=1))
-    return out / "checkpoint_best.pt"
 
 
 @pytest.fixture(scope="module")

@@ -25,20 +25,11 @@ from tinyaction.predict import (
     segment_precision_recall,
     window_starts,
 )
-from tinyaction.train import fit
 from tinyaction.video import read_clip
 
-from conftest import REPO_ROOT, run_papermill, tiny_config
+from conftest import REPO_ROOT, run_papermill
 
 VIDEOS = ("flipping_a_pancake.mkv", "pool_cleaning.mp4", "ucf101_apply_eye_makeup.avi")
-
-
-@pytest.fixture(scope="module")
-def checkpoint(synthetic_root, tmp_path_factory):
-    "A network trained for one epoch on the small synthetic set: 4 frames of 16x16."
-    out = tmp_path_factory.mktemp("trained")
-    fit(tiny_config(synthetic_root, out, epochs=1))
-    return out / "checkpoint_best.pt"
 
 
 @pytest.fixture
