@@ -105,7 +105,7 @@ def torchscript_bytes(network: nn.Module, example: torch.Tensor, contract: Deplo
 
 
 def load_torchscript(model: str | Path | bytes) -> tuple[torch.jit.ScriptModule, DeployContract]:
-    "An exported TorchScript module (a file or its bytes) and the contract stored in it."
+    "An exported TorchScript module (a file or its bytes) and its contract; TorchScript is a program: load only trusted files."
     extra = {f"{CONTRACT_KEY}.json": ""}
     source = "<exported model bytes>" if isinstance(model, bytes) else str(model)
     try:
