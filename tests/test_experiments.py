@@ -128,7 +128,7 @@ def test_runs_under_torchrun_and_their_failures(synthetic_root, tmp_path):
     assert outcome == {"lr=0.01": "done", "lr=-1.0": "failed"}
     assert [row["epoch"] for row in history(tmp_path / "ddp" / "lr=0.01")] == [0]
     error = read_status(tmp_path / "ddp" / "lr=-1.0")["error"]
-    assert error.startswith("tinyaction.config.ConfigError: parameter 'lr': got -1.0; expected a number > 0"), error
+    assert error.startswith("python -m tinyaction.train: error: parameter 'lr': got -1.0; expected a number > 0"), error
     assert "torchrun exit code 1" in error
 
 

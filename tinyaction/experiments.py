@@ -186,9 +186,9 @@ class RunFailed(RuntimeError):
 
 # %% ../nbs/06_experiments.ipynb #9abd976f
 def _last_error(log: str) -> str:
-    "The last exception line of a process torchrun started (not torchrun's own ChildFailedError), or the log's last line."
+    "The last error of a process torchrun started (a command's one-line error or an exception; not torchrun's), or the last line."
     lines = [re.sub(r"^\[rank\d+\]:\s*", "", line) for line in log.strip().splitlines()] or [""]
-    errors = [line for line in lines if re.match(r"^[\w.]+(Error|Exception|Interrupt)(: |$)", line)
+    errors = [line for line in lines if re.match(r"^([\w.]+(Error|Exception|Interrupt)(: |$)|python -m [\w.]+: error: )", line)
               and not line.startswith("torch.distributed.elastic.")]
     return (errors or lines)[-1]
 
