@@ -227,7 +227,8 @@ def parse_config(cls: type[ConfigT], argv: Sequence[str] | None, prog: str) -> C
 # %% ../nbs/02a_config.ipynb #84391e5f
 def user_error(error: BaseException) -> bool:
     "Whether `error` is a user's mistake to state in one line: a bad value, a file's problem, or one of the kit's own errors."
-    return isinstance(error, (ValueError, OSError)) or type(error).__module__.startswith("tinyaction")
+    module = type(error).__module__  # a command's own classes live in __main__ under `python -m`
+    return isinstance(error, (ValueError, OSError)) or module == "__main__" or module.startswith("tinyaction")
 
 
 def run_command(main: Callable[[], object], prog: str) -> int:

@@ -235,6 +235,8 @@ class ExportConfig:
             raise ConfigError("exporter", self.exporter, f"one of {list(ONNX_EXPORTERS)}")
         if self.quantize and self.format != "onnx":
             raise ConfigError("quantize", self.quantize, "False for TorchScript (int8 is for ONNX)")
+        if (Path(self.out).suffix.lower() == ".onnx") != (self.format == "onnx"):
+            raise ConfigError("out", self.out, f"a .onnx path for ONNX only (format {self.format!r}); model.pt for TorchScript")
 
 
 def main(argv: Sequence[str] | None = None) -> ExportReport:

@@ -20,8 +20,8 @@ from .config import ConfigError, coerce_fields, config_parser, make_config, run_
 
 # %% auto #0
 __all__ = ['CONTRACT_KEY', 'SAMPLING_MODES', 'VIDEO_SUFFIXES', 'READ_FAILURES', 'OUT_SUFFIXES', 'DeployContract', 'clip_indices',
-           'clip_key', 'resize_uint8', 'ClipReadError', 'read_clips', 'ExportedModel', 'NoVideosError', 'find_videos',
-           'score_videos', 'video_row', 'write_rows', 'score_footage', 'DeployConfig', 'main']
+           'clip_key', 'resize_uint8', 'ClipReadError', 'read_clips', 'fits', 'ExportedModel', 'NoVideosError',
+           'find_videos', 'score_videos', 'video_row', 'write_rows', 'score_footage', 'DeployConfig', 'main']
 
 # %% ../nbs/02i_runtime.ipynb #6f1a3ebd
 CONTRACT_KEY = "tinyaction"  # the ONNX metadata property that holds the contract; TorchScript: the extra file tinyaction.json
@@ -159,6 +159,11 @@ def read_clips(path: Union[str, Path], contract: DeployContract, num_clips: int 
     return frames.reshape(num_clips, contract.clip_len, contract.size, contract.size, 3).transpose(0, 4, 1, 2, 3)
 
 # %% ../nbs/02i_runtime.ipynb #d46f8d74
+def fits(shape: Sequence, expected: Sequence[int]) -> bool:
+    "Whether a graph's (batch, *dims) `shape` has `expected` dims; a dimension the graph leaves symbolic fits any."
+    return len(shape) == len(expected) + 1 and all(not isinstance(d, int) or d == e for d, e in zip(shape[1:], expected))
+
+
 class ExportedModel:
     "An exported ONNX model in an onnxruntime session, with its contract: uint8 clips in, probabilities out."
 
@@ -185,7 +190,12 @@ class ExportedModel:
             raise ValueError(f"{self.source}: an ONNX model without a tinyaction contract (metadata property "
                              f"{CONTRACT_KEY!r}); export training checkpoints with python -m tinyaction.export")
         self.contract = DeployContract.from_json(metadata[CONTRACT_KEY], self.source)
-        self.input_name = self.session.get_inputs()[0].name
+        graph_in, graph_out, c = self.session.get_inputs()[0], self.session.get_outputs()[0], self.contract
+        if graph_in.type != "tensor(uint8)" or not fits(graph_in.shape, (3, c.clip_len, c.size, c.size)) or not fits(
+                graph_out.shape, (len(c.classes),)):
+            raise ValueError(f"{self.source}: its graph takes {graph_in.type} {graph_in.shape} gives {graph_out.shape}, but its "
+                             f"contract says uint8 (B, 3, {c.clip_len}, {c.size}, {c.size}) in and (B, {len(c.classes)}) out")
+        self.input_name = graph_in.name
 
     def __call__(self, clips: np.ndarray) -> np.ndarray:
         "Probabilities (B, C) of uint8 clips (B, 3, clip_len, size, size)."
