@@ -7,6 +7,7 @@ import argparse
 import multiprocessing
 import os
 import sys
+import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -39,8 +40,10 @@ def run_notebook(path: Path, flags: set[str]) -> tuple[nbformat.NotebookNode, st
     nb = nbformat.read(path, as_version=4)
     client = NotebookClient(nb, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}},
                             store_widget_state=True, timeout=CELL_TIMEOUT)
-    # plotly figures as JSON (the site draws them with its own plotly.js); IN_TEST as nbdev_test sets it
-    with client.setup_kernel(env={**os.environ, "PLOTLY_RENDERER": "plotly_mimetype", "IN_TEST": "1"}):
+    # plotly figures as JSON (the site draws them with its own plotly.js); IN_TEST as nbdev_test sets it; the
+    # chapters' temporary files in a folder removed after the run (they hold checkpoints of hundreds of MB)
+    with tempfile.TemporaryDirectory(prefix=f"{path.stem}-") as scratch, \
+         client.setup_kernel(env={**os.environ, "PLOTLY_RENDERER": "plotly_mimetype", "IN_TEST": "1", "TMPDIR": scratch}):
         for index, cell in enumerate(nb.cells):
             if skipped(cell, flags):
                 continue

@@ -22,11 +22,15 @@ REAL_VIDEOS = Path(os.environ.get("TINYACTION_REAL_VIDEOS", REPO_ROOT.parent / "
 
 
 def run_papermill(notebook: str, output, *params) -> subprocess.CompletedProcess:
-    "Execute nbs/<notebook> with papermill in a separate process, from the repository root."
+    "Execute nbs/<notebook> with papermill in a separate process, from the repository root, its temporary files beside `output`."
     args = [sys.executable, "-m", "papermill", str(REPO_ROOT / "nbs" / notebook), str(output), "-k", "python3"]
     for name, value in params:
         args += ["-p", name, str(value)]
-    return subprocess.run(args, cwd=REPO_ROOT, capture_output=True, text=True, timeout=900)
+    # the chapters' own test cells write to tempfile's folder: keep it in the test's tmp_path, which pytest removes
+    scratch = Path(output).parent / "tmp"
+    scratch.mkdir(exist_ok=True)
+    env = {**os.environ, "TMPDIR": str(scratch)}
+    return subprocess.run(args, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=900)
 
 
 def pyav_frames(path) -> np.ndarray:
