@@ -173,11 +173,19 @@ def test_a_class_map_in_another_order_is_reordered(synthetic_root, members, tmp_
     (root / "class_map.json").write_text(json.dumps({name: len(class_map) - 1 - i for name, i in class_map.items()}))
     other = pointed_at(members[0], root, tmp_path / "other.pt")
     common = dict(split="val", num_clips=2, batch_size=4, num_workers=0, device="cpu")
-    single = evaluate_checkpoint(EvalConfig(members[0], out_dir=tmp_path / "single", **common))
-    both = evaluate_checkpoint(EvalConfig([members[0], other], out_dir=tmp_path / "both", **common))
-    assert both.classes == single.classes and evaluate_checkpoint(
-        EvalConfig(other, out_dir=tmp_path / "other", **common)).classes == single.classes[::-1]
-    np.testing.assert_allclose(both.scores, single.scores, atol=1e-7)
+    plain = evaluate_checkpoint(EvalConfig([members[1], members[0]], out_dir=tmp_path / "plain", **common))
+    both = evaluate_checkpoint(EvalConfig([members[1], other], out_dir=tmp_path / "both", **common))
+    assert both.classes == plain.classes and evaluate_checkpoint(
+        EvalConfig(other, out_dir=tmp_path / "other", **common)).classes == plain.classes[::-1]
+    np.testing.assert_allclose(both.scores, plain.scores, atol=1e-7)
+
+
+def test_a_copy_of_a_member_is_refused_as_a_second_member(members, tmp_path):
+    copy = tmp_path / "copy.pt"
+    copy.write_bytes(open(members[0], "rb").read())
+    with pytest.raises(ValueError, match=f"{members[0]} and {copy} hold the same weights"):
+        evaluate_checkpoint(EvalConfig([members[0], copy], split="val", out_dir=tmp_path / "eval", num_workers=0))
+    assert not (tmp_path / "eval").exists()
 
 
 def test_members_over_other_classes_are_refused_naming_both(synthetic_root, members, tmp_path):
@@ -186,7 +194,7 @@ def test_members_over_other_classes_are_refused_naming_both(synthetic_root, memb
     (root / "class_map.json").write_text(json.dumps({f"{name}_v2": i for name, i in class_map.items()}))
     rewrite_split(root, "val", lambda records: [r.update(label=[f"{n}_v2" for n in r["label"]]) for r in records])
     state = torch.load(members[0], weights_only=True)
-    renamed = pointed_at(members[0], root, tmp_path / "renamed.pt", classes=[f"{c}_v2" for c in state["classes"]])
+    renamed = pointed_at(members[1], root, tmp_path / "renamed.pt", classes=[f"{c}_v2" for c in state["classes"]])
     with pytest.raises(ValueError, match=f"{renamed} scores the classes .*_v2.*, but {members[0]} scores .*: runs over other"):
         evaluate_checkpoint(EvalConfig([members[0], renamed], split="val", out_dir=tmp_path / "eval", num_workers=0))
     assert not (tmp_path / "eval").exists()  # refused before any network ran

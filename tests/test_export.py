@@ -150,3 +150,37 @@ def test_an_onnx_graph_that_disagrees_with_its_contract_is_refused_at_load(expor
     onnx.save(model, str(tmp_path / "three_classes.onnx"))
     with pytest.raises(ValueError, match=r"three_classes.onnx: its graph takes .* but its contract says .* \(B, 3\) out"):
         ExportedModel(tmp_path / "three_classes.onnx")
+
+
+def run_in(folder, module: str, *args) -> subprocess.CompletedProcess:
+    "`python -m module args...` run in `folder`, its output kept."
+    return subprocess.run([sys.executable, "-m", module, *map(str, args)], cwd=folder, capture_output=True, text=True,
+                          timeout=600)
+
+
+def test_export_verifies_on_the_sample_from_any_working_directory(checkpoint, tmp_path):
+    result = run_in(tmp_path, "tinyaction.export", "--checkpoint", checkpoint, "--out", "m.onnx")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads(result.stdout)["clips"] > 0 and (tmp_path / "m.onnx").is_file()
+    result = run_in(tmp_path, "tinyaction.export", "--checkpoint", checkpoint, "--out", "new/m.onnx", "--verify", "no_clips")
+    assert result.returncode == 1 and "no_clips: not found; the export is checked on real clips" in result.stderr
+    result = run_in(tmp_path, "tinyaction.export", "--checkpoint", tmp_path, "--out", "new/m.onnx", "--tolerance", "-1")
+    assert result.returncode == 1 and "parameter 'tolerance': got -1.0" in result.stderr
+    result = run_in(tmp_path, "tinyaction.export", "--checkpoint", tmp_path, "--out", "new/m.onnx")
+    assert result.returncode == 1 and "is a folder, not a checkpoint" in result.stderr
+    assert not (tmp_path / "new").exists()  # refused exports leave no folders behind
+
+
+def test_deployment_paths_are_checked_before_scoring_and_an_empty_camera_folder_is_skipped(exported, real_videos, tmp_path):
+    (tmp_path / "empty_camera").mkdir(), (tmp_path / "out.csv").mkdir()
+    model, video = exported["onnx"].path, real_videos / VIDEOS[0]
+    result = run_in(REPO_ROOT, "tinyaction.runtime", "--model", model, video, "--out", tmp_path / "out.csv")
+    assert result.returncode == 1 and "out.csv: is a folder; give the file to write" in result.stderr
+    assert "scored" not in result.stderr
+    result = run_in(REPO_ROOT, "tinyaction.runtime", "--model", model, video, tmp_path / "empty_camera", "--num_clips", "1",
+                    "--out", tmp_path / "p.csv")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "and 1 folders without a video" in result.stderr and "1 of 1 videos scored" in result.stderr
+    result = run_in(REPO_ROOT, "tinyaction.predict", "--model", model, "--checkpoint", "runs/other/checkpoint_best.pt", video,
+                    "--out", tmp_path / "q.csv")
+    assert result.returncode == 1 and "parameter 'checkpoint'" in result.stderr and "left as it is with --model" in result.stderr

@@ -89,7 +89,7 @@ def test_a_folder_without_videos_is_a_clear_error(checkpoint, tmp_path):
     (tmp_path / "empty" / "notes.txt").write_text("no video here")
     result = run_predict("--checkpoint", checkpoint, tmp_path / "empty", "--out", tmp_path / "p.csv")
     assert result.returncode != 0 and not (tmp_path / "p.csv").exists()
-    assert f"{tmp_path / 'empty'}: no video files in this folder or below it" in result.stderr
+    assert f"{tmp_path / 'empty'}: no video files in these folders or below them" in result.stderr
     assert "found 1 other files" in result.stderr
 
 

@@ -121,6 +121,10 @@ def _upgrade(state: dict) -> dict:
 def read_checkpoint(path: StrPath, device: str | torch.device = "cpu") -> Checkpoint:
     "The `Checkpoint` stored at `path`, its tensors on `device`; a clear error if it is missing or not a checkpoint."
     path = Path(path)
+    if path.is_dir():
+        inside = sorted(p.name for p in path.glob("*.pt"))
+        raise IsADirectoryError(f"{path}: is a folder, not a checkpoint; give a checkpoint file"
+                                + (f" in it: {inside}" if inside else " (it holds no .pt files)"))
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     state = load_plain(path, device)

@@ -19,14 +19,15 @@ import tokenize
 import types
 import typing
 import warnings
+from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence, TypeVar, Union
 
 from .compat import moved_names
 
 # %% auto #0
-__all__ = ['TRUE_WORDS', 'FALSE_WORDS', 'NONE_WORDS', 'ConfigT', 'ConfigError', 'parse_bool', 'coerce', 'field_types',
-           'coerce_fields', 'known_parameters', 'make_config', 'injected_names', 'notebook_config', 'field_docs',
-           'field_groups', 'config_parser', 'parse_config', 'user_error', 'run_command']
+__all__ = ['TRUE_WORDS', 'FALSE_WORDS', 'NONE_WORDS', 'ConfigT', 'ConfigError', 'check_writable', 'parse_bool', 'coerce',
+           'field_types', 'coerce_fields', 'known_parameters', 'make_config', 'injected_names', 'notebook_config',
+           'field_docs', 'field_groups', 'config_parser', 'parse_config', 'user_error', 'run_command']
 
 # %% ../nbs/02a_config.ipynb #ed125a48
 __getattr__ = moved_names(__name__, {"C": "tinyaction.config.ConfigT"})
@@ -38,6 +39,20 @@ class ConfigError(ValueError):
     def __init__(self, name: str, value: object, allowed: str):
         super().__init__(f"parameter {name!r}: got {value!r}; expected {allowed}")
         self.name, self.value, self.allowed = name, value, allowed
+
+# %% ../nbs/02a_config.ipynb #455638c0
+def check_writable(path: Union[str, Path]) -> Path:
+    "`path`, once a file could be written there (not a folder; its nearest existing folder writable); creates nothing."
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path}: is a folder; give the file to write, a name in it")
+    folder = next(p for p in path.absolute().parents if p.exists())
+    if not folder.is_dir():
+        raise NotADirectoryError(f"{path}: cannot write there: {folder} is a file, not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise PermissionError(f"{path}: cannot write there: the folder {folder} is not writable")
+    return path
+
 
 # %% ../nbs/02a_config.ipynb #fca8546d
 TRUE_WORDS = ("true", "yes", "on", "1")

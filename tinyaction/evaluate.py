@@ -5,6 +5,7 @@
 # %% ../nbs/04_evaluate.ipynb #54fb33d4
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sys
@@ -14,6 +15,8 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import torch
+from torch import nn
 
 from .balance import FEW_SHOT, MANY_SHOT, class_counts, shot_groups
 from .checkpoint import Checkpoint, load_checkpoint
@@ -26,8 +29,8 @@ from .models import AMP_MODES
 from .synthetic import resolve_data_dir
 
 # %% auto #0
-__all__ = ['write_answer', 'read_answer', 'evaluation_dataset', 'checkpoint_paths', 'EvalConfig', 'EvalReport',
-           'training_shot_groups', 'member_dataset', 'evaluate_checkpoint', 'main']
+__all__ = ['write_answer', 'read_answer', 'evaluation_dataset', 'checkpoint_paths', 'weights_digest', 'distinct_members',
+           'EvalConfig', 'EvalReport', 'training_shot_groups', 'member_dataset', 'evaluate_checkpoint', 'main']
 
 # %% ../nbs/04_evaluate.ipynb #4666e058
 __getattr__ = moved_names(__name__, {
@@ -90,6 +93,27 @@ def checkpoint_paths(value: str | list) -> str | list[str]:
     if twice:
         raise ConfigError("checkpoint", value, f"distinct checkpoints; {twice} given twice would weigh double in the mean")
     return paths
+
+# %% ../nbs/04_evaluate.ipynb #c86ba393
+def weights_digest(model: nn.Module) -> str:
+    "A SHA-256 of every tensor of `model`'s state (names, dtypes, shapes and bytes): equal for equal weights."
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        tensor = tensor.detach().cpu().contiguous().reshape(-1)
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+        digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return digest.hexdigest()
+
+
+def distinct_members(paths: Sequence[str], networks: Sequence[nn.Module]) -> None:
+    "Refuse an ensemble in which two checkpoints hold the same weights: that network would weigh double in the mean."
+    seen = {}
+    for path, network in zip(paths, networks):
+        digest = weights_digest(network)
+        if digest in seen:
+            raise ValueError(f"{seen[digest]} and {path} hold the same weights (a copy of one checkpoint?): an ensemble's "
+                             "members must be different networks, or that one weighs double in the mean")
+        seen[digest] = path
 
 # %% ../nbs/04_evaluate.ipynb #e0a403b4
 @dataclass
@@ -199,6 +223,7 @@ def member_dataset(path: str, checkpoint: Checkpoint, config: EvalConfig) -> Tin
 def evaluate_checkpoint(config: EvalConfig) -> EvalReport:
     "Score a checkpoint, or the mean of several, on a split with `num_clips` clips per video; write metrics, scores, answers."
     members = [load_checkpoint(path) for path in config.checkpoints]
+    distinct_members(config.checkpoints, [model for model, _ in members])
     datasets = [member_dataset(path, checkpoint, config) for path, (_, checkpoint) in zip(config.checkpoints, members)]
     align_scores([{"ids": [r.id for r in d.records], "classes": d.classes} for d in datasets], config.checkpoints)
     classes, out = datasets[0].classes, Path(config.out_dir)

@@ -20,15 +20,17 @@ import torch
 from torch import nn
 
 from .checkpoint import load_checkpoint, write_atomic
-from .config import ConfigError, coerce_fields, parse_config, run_command
+from .config import ConfigError, check_writable, coerce_fields, parse_config, run_command
 from .predict import ClipSpec, resolve_thresholds
 from .runtime import CONTRACT_KEY, DeployContract, ExportedModel, find_videos, read_clips
+from .synthetic import default_data_root
 from .zoo import contract_of
 
 # %% auto #0
 __all__ = ['EXPORT_FORMATS', 'ONNX_EXPORTERS', 'OPSET', 'DEFAULT_TOLERANCE', 'DeployedNetwork', 'deploy_contract', 'onnx_bytes',
-           'quantize_int8', 'torchscript_bytes', 'load_torchscript', 'verification_clips', 'max_abs_diff',
-           'ExportError', 'ExportVerificationError', 'ExportReport', 'export_model', 'ExportConfig', 'main']
+           'quantize_int8', 'torchscript_bytes', 'load_torchscript', 'default_verification', 'verification_clips',
+           'max_abs_diff', 'ExportError', 'ExportVerificationError', 'ExportReport', 'export_model', 'ExportConfig',
+           'main']
 
 # %% ../nbs/10_export.ipynb #de5ab4ce
 class DeployedNetwork(nn.Module):
@@ -117,9 +119,18 @@ def load_torchscript(model: str | Path | bytes) -> tuple[torch.jit.ScriptModule,
     return module.eval(), DeployContract.from_json(extra[f"{CONTRACT_KEY}.json"], source)
 
 # %% ../nbs/10_export.ipynb #6eb7d7d3
-def verification_clips(videos: str | Path | Sequence[str | Path], contract: DeployContract, limit: int = 16) -> np.ndarray:
-    "One clip per video of `videos` (files or folders, walked; the first `limit`), uint8 (N, 3, T, size, size)."
-    found, _ = find_videos([videos] if isinstance(videos, (str, Path)) else videos)
+def default_verification() -> Path:
+    "The committed sample's val videos (`data/sample` of the repository, wherever the command runs): real clips to check on."
+    return default_data_root() / "sample" / "videos" / "val"
+
+
+def verification_clips(videos: str | Path | Sequence[str | Path] | None, contract: DeployContract, limit: int = 16) -> np.ndarray:
+    "One clip per video of `videos` (files or folders, walked; the first `limit`; None: the sample's), uint8 (N, 3, T, S, S)."
+    paths = [default_verification() if videos is None else videos] if isinstance(videos, (str, Path, type(None))) else videos
+    if missing := [str(p) for p in paths if not Path(p).exists()]:
+        raise FileNotFoundError(f"{', '.join(missing)}: not found; the export is checked on real clips: give video files or "
+                                "folders to verify on (--verify)")
+    found, _ = find_videos(paths)
     return np.concatenate([read_clips(path, contract, 1) for path in found[:limit]])
 
 
@@ -162,22 +173,19 @@ class ExportReport:
 
 
 def _writable(path: Path):
-    "Refuse, before exporting, an output path whose folder cannot be made or written."
-    if path.is_dir():
-        raise ExportError(f"{path}: is a folder; give the file to write, e.g. {path / 'model.onnx'}")
+    "Refuse, before exporting, an output path that cannot be written; no folder is made until the model is written."
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tempfile.TemporaryFile(dir=path.parent).close()
+        check_writable(path)
     except OSError as e:
-        raise ExportError(f"{path}: cannot write there ({e.strerror or e}); nothing was exported") from e
+        raise ExportError(f"{e}; nothing was exported") from e
 
 
 def export_model(checkpoint: str | Path,  # a training checkpoint of 03_train
                  path: str | Path,  # the file to write
                  format: str = "onnx",  # one of EXPORT_FORMATS
                  quantize: bool = False,  # ONNX only: onnxruntime's dynamic int8 quantisation
-                 verify: str | Path | Sequence = "data/sample/videos/val",  # video files or folders: real clips to check on
-                 tolerance: float | None = None,  # max abs difference of probabilities; None: DEFAULT_TOLERANCE
+                 verify: str | Path | Sequence | None = None,  # video files or folders: real clips to check on; None: sample's
+                 tolerance: float | None = None,  # max abs difference of probabilities (>= 0); None: DEFAULT_TOLERANCE
                  exporter: str = "torchscript",  # ONNX only: one of ONNX_EXPORTERS
                  thresholds: str | Path | None = None,  # a thresholds.json; None: the run's eval/thresholds.json, else 0.5
                  max_clips: int = 16,  # verification clips at most (one per video)
@@ -188,6 +196,8 @@ def export_model(checkpoint: str | Path,  # a training checkpoint of 03_train
         raise ValueError(f"format must be one of {EXPORT_FORMATS}, got {format!r}")
     if quantize and format != "onnx":
         raise ValueError("quantize is for ONNX models (onnxruntime's int8); TorchScript exports stay fp32")
+    if tolerance is not None and not tolerance >= 0:
+        raise ValueError(f"tolerance must be >= 0 (a max abs difference of probabilities), got {tolerance}")
     model, contract, source = deploy_contract(checkpoint, thresholds)
     _writable(path)
     network, precision = DeployedNetwork(model).eval(), "int8" if quantize else "fp32"
@@ -208,6 +218,7 @@ def export_model(checkpoint: str | Path,  # a training checkpoint of 03_train
                                       f"from the PyTorch network's by up to {diff:.3g} on {len(clips)} real clips, over the "
                                       f"tolerance {tolerance:g} (checkpoint {checkpoint})")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(path, data)
     except OSError as e:
         raise ExportError(f"{path}: cannot write the exported model ({e}); nothing was written") from e
@@ -222,7 +233,7 @@ class ExportConfig:
     out: str = "runs/demo/model.onnx"  # the file to write
     format: str = "onnx"  # onnx or torchscript
     quantize: bool = False  # ONNX only: dynamic int8
-    verify: str = "data/sample/videos/val"  # a video file or folder (walked): the real clips the export is checked on
+    verify: str | None = None  # a video file or folder (walked): the real clips the export is checked on; None: data/sample's val
     tolerance: float | None = None  # max abs difference of probabilities; None: 1e-4 (fp32), 0.1 (int8)
     exporter: str = "torchscript"  # ONNX only: torchscript or dynamo (torch.onnx.export's two)
     thresholds: str | None = None  # a thresholds.json; None: the run's eval/thresholds.json, else 0.5
@@ -235,6 +246,8 @@ class ExportConfig:
             raise ConfigError("exporter", self.exporter, f"one of {list(ONNX_EXPORTERS)}")
         if self.quantize and self.format != "onnx":
             raise ConfigError("quantize", self.quantize, "False for TorchScript (int8 is for ONNX)")
+        if self.tolerance is not None and not self.tolerance >= 0:
+            raise ConfigError("tolerance", self.tolerance, "a float >= 0, or None for the precision's default")
         if (Path(self.out).suffix.lower() == ".onnx") != (self.format == "onnx"):
             raise ConfigError("out", self.out, f"a .onnx path for ONNX only (format {self.format!r}); model.pt for TorchScript")
 

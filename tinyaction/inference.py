@@ -22,8 +22,8 @@ from .models import autocast, input_memory_format
 from .zoo import contract_of
 
 # %% auto #0
-__all__ = ['TTA_VIEWS', 'resolve_device', 'predict', 'tta_views', 'mirror_pairs', 'resolve_flip_pairs', 'format_flip_pairs',
-           'mirror_permutation', 'output_order', 'member_scores', 'predict_ensemble']
+__all__ = ['TTA_VIEWS', 'resolve_device', 'predict', 'tta_views', 'mirror_pairs', 'parse_flip_pairs', 'resolve_flip_pairs',
+           'format_flip_pairs', 'mirror_permutation', 'output_order', 'member_scores', 'predict_ensemble']
 
 # %% ../nbs/02d_inference.ipynb #83d1ec92
 def resolve_device(device: str = "auto") -> torch.device:
@@ -96,21 +96,33 @@ def mirror_pairs(classes: Sequence[str]) -> list[tuple[int, int]]:
     return pairs
 
 # %% ../nbs/02d_inference.ipynb #1f5001c2
-def resolve_flip_pairs(spec: str | None, classes: Sequence[str]) -> list[tuple[int, int]]:
-    "Pairs from a run's `flip_pairs`: 'auto' (or None) finds them from the names, 'none' has none, 'a:b,c:d' names them."
+def parse_flip_pairs(spec: str | None) -> list[tuple[str, str]] | None:
+    "The class names a 'a:b,c:d' `flip_pairs` pairs; None for 'auto' (or None), [] for 'none'; a `ValueError` for bad text."
     if spec is None or spec.strip().lower() == "auto":
-        return mirror_pairs(classes)
+        return None
     if spec.strip().lower() in ("none", ""):
         return []
     pairs = []
     for pair in spec.split(","):
-        names = [name.strip() for name in pair.split(":")]
-        unknown = [name for name in names if name not in classes]
-        if len(names) != 2 or unknown or names[0] == names[1]:
-            raise ValueError(f"flip_pairs {spec!r}: {pair.strip()!r} is not two different class names a:b"
-                             f"{f' (unknown: {unknown})' if unknown else ''}; the classes are {list(classes)}")
-        pairs.append((list(classes).index(names[0]), list(classes).index(names[1])))
+        names = tuple(name.strip() for name in pair.split(":"))
+        if len(names) != 2 or not all(names) or names[0] == names[1]:
+            raise ValueError(f"flip_pairs {spec!r}: {pair.strip()!r} is not a pair of two different class names joined by "
+                             "':' (a:b, several as a:b,c:d), or 'auto' or 'none'")
+        pairs.append(names)
+    named = [name for pair in pairs for name in pair]
+    if twice := sorted({name for name in named if named.count(name) > 1}):
+        raise ValueError(f"flip_pairs {spec!r}: {twice} in more than one pair (a mirror swaps a class with one other)")
     return pairs
+
+
+def resolve_flip_pairs(spec: str | None, classes: Sequence[str]) -> list[tuple[int, int]]:
+    "Output pairs from a run's `flip_pairs`: 'auto' (or None) finds them from the names, 'none' has none, 'a:b,c:d' names them."
+    named, classes = parse_flip_pairs(spec), list(classes)
+    if named is None:
+        return mirror_pairs(classes)
+    if unknown := [name for pair in named for name in pair if name not in classes]:
+        raise ValueError(f"flip_pairs {spec!r}: unknown classes {unknown}; the classes are {classes}")
+    return [(classes.index(a), classes.index(b)) for a, b in named]
 
 
 def format_flip_pairs(pairs: Sequence[tuple[int, int]], classes: Sequence[str]) -> str:

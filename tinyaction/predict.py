@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Iterator, NamedTuple, Sequence
 
@@ -18,9 +18,9 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from .checkpoint import Checkpoint, load_checkpoint
-from .config import ConfigError, coerce_fields, config_parser, make_config, run_command
+from .config import ConfigError, check_writable, coerce_fields, config_parser, make_config, run_command
 from .data import SAMPLING_MODES, sample_indices
-from .evaluate import checkpoint_paths
+from .evaluate import checkpoint_paths, distinct_members
 from .inference import TTA_VIEWS, predict, predict_ensemble, resolve_flip_pairs
 from .metrics import load_thresholds
 from .models import AMP_MODES
@@ -391,8 +391,17 @@ class PredictConfig:
         if self.model is not None and (self.window is not None or self.tta != "none"):
             raise ConfigError("model", self.model, "None with --window or --tta flip (an exported model scores whole videos, "
                               "one view per clip)")
+        if self.model is not None and (ignored := self.unused_with_model()):
+            raise ConfigError(ignored[0], getattr(self, ignored[0]), f"left as it is with --model: {ignored} are PyTorch's "
+                              "(an exported model carries its network and runs on onnxruntime's CPU)")
         if self.window is not None:
             Span.parse(self.window, "window"), Span.parse(self.stride or "1", "stride")
+
+    def unused_with_model(self) -> list[str]:
+        "The fields given a value of their own that an exported model does not use (the checkpoint, the PyTorch runtime)."
+        defaults = {f.name: f.default for f in fields(self)}
+        defaults["checkpoint"] = _path_list(checkpoint_paths(defaults["checkpoint"]))
+        return [name for name in ("checkpoint", "device", "num_workers", "amp") if getattr(self, name) != defaults[name]]
 
     def spans(self) -> tuple[Span, Span] | None:
         "The window and stride, the stride half the window when not given; None without windows."
@@ -446,6 +455,7 @@ class PredictionRun:
 def load_members(paths: Sequence[str]) -> tuple[list[tuple[nn.Module, Checkpoint]], list[str]]:
     "The checkpoints' networks and the first one's classes; an error naming both checkpoints if their classes differ."
     members = [load_checkpoint(path) for path in paths]
+    distinct_members(paths, [model for model, _ in members])
     classes = list(members[0][1].classes)
     for path, (_, checkpoint) in zip(paths[1:], members[1:]):
         if sorted(checkpoint.classes) != sorted(classes):
@@ -507,6 +517,7 @@ def _score_windows(config: PredictConfig, members: list, classes: list[str], vid
 # %% ../nbs/09_predict.ipynb #e5f4a673
 def predict_footage(config: PredictConfig, log=print) -> PredictionRun:
     "Score every video of `config.paths` with the checkpoint(s) or an exported model: rows, with windows a timeline and segments."
+    check_writable(config.out)  # before the scoring, not after it
     if config.model is not None:
         exported = ExportedModel(config.model)
         classes = list(exported.contract.classes)
@@ -516,10 +527,7 @@ def predict_footage(config: PredictConfig, log=print) -> PredictionRun:
         members, classes = load_members(config.checkpoint)
         thresholds, source = resolve_thresholds(config.thresholds, config.checkpoint, [c.config for _, c in members], classes)
     log(f"thresholds: {source}")
-    videos, skipped = find_videos(config.paths)
-    if skipped:
-        log(f"skipped {len(skipped)} files that are not videos by their suffix: {[str(p) for p in skipped[:10]]}"
-            + (" ..." if len(skipped) > 10 else ""))
+    videos, skipped = find_videos(config.paths, log)
     run = PredictionRun(config, classes, thresholds, source, [], skipped=skipped)
     columns = ["video", "error", "labels", *classes]
     if config.model is not None:

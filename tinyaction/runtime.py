@@ -7,25 +7,38 @@ from __future__ import annotations
 
 import csv
 import json
+import math
+import os
 import sys
 import zlib
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Sequence, Union
+from typing import Callable, Sequence, Union
 
 import av
 import numpy as np
 
-from .config import ConfigError, coerce_fields, config_parser, make_config, run_command
+from .config import ConfigError, check_writable, coerce_fields, config_parser, make_config, run_command
 
 # %% auto #0
-__all__ = ['CONTRACT_KEY', 'SAMPLING_MODES', 'VIDEO_SUFFIXES', 'READ_FAILURES', 'OUT_SUFFIXES', 'DeployContract', 'clip_indices',
-           'clip_key', 'resize_uint8', 'ClipReadError', 'read_clips', 'fits', 'ExportedModel', 'NoVideosError',
-           'find_videos', 'score_videos', 'video_row', 'write_rows', 'score_footage', 'DeployConfig', 'main']
+__all__ = ['CONTRACT_KEY', 'SAMPLING_MODES', 'CONTRACT_VERSION', 'PRECISIONS', 'VIDEO_SUFFIXES', 'READ_FAILURES', 'OUT_SUFFIXES',
+           'DeployContract', 'clip_indices', 'clip_key', 'resize_uint8', 'ClipReadError', 'read_clips', 'fits',
+           'ExportedModel', 'NoVideosError', 'find_videos', 'skipped_note', 'score_videos', 'video_row', 'write_rows',
+           'score_footage', 'DeployConfig', 'main']
 
 # %% ../nbs/02i_runtime.ipynb #6f1a3ebd
 CONTRACT_KEY = "tinyaction"  # the ONNX metadata property that holds the contract; TorchScript: the extra file tinyaction.json
 SAMPLING_MODES = ("random", "segments", "window", "uniform")  # those of tinyaction.data, which needs PyTorch
+CONTRACT_VERSION = 1  # of the schema below; a model file of a newer schema is refused, naming both
+PRECISIONS = ("fp32", "int8")
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 @dataclass(frozen=True)
@@ -41,15 +54,27 @@ class DeployContract:
     std: tuple[float, ...] = ()
     arch: str = ""  # the zoo's name of the network
     precision: str = "fp32"  # "fp32", or "int8" for a quantised model
-    version: int = 1  # of this schema
+    version: int = CONTRACT_VERSION  # of this schema
 
     def __post_init__(self):
-        if len(self.thresholds) != len(self.classes) or not self.classes:
-            raise ValueError(f"{len(self.classes)} classes and {len(self.thresholds)} thresholds: one threshold per class")
-        if self.sampling not in SAMPLING_MODES:
-            raise ValueError(f"sampling {self.sampling!r} is not one of {SAMPLING_MODES}")
-        if self.clip_len < 1 or self.size < 1:
-            raise ValueError(f"clip_len and size must be >= 1, got {self.clip_len} and {self.size}")
+        if self.version != CONTRACT_VERSION:
+            raise ValueError(f"contract version {self.version!r}, but this tinyaction reads version {CONTRACT_VERSION}: "
+                             "upgrade tinyaction, or export the model again with this one")
+        names = [c for c in self.classes if isinstance(c, str) and c]
+        if not names or len(set(names)) < len(self.classes):
+            raise ValueError(f"classes must be distinct names, at least one, got {list(self.classes)}")
+        if len(self.thresholds) != len(self.classes) or not all(_is_number(t) and 0 <= t <= 1 for t in self.thresholds):
+            raise ValueError(f"one threshold in [0, 1] per class: {len(self.classes)} classes, thresholds "
+                             f"{list(self.thresholds)}")
+        if not all(_is_int(v) and v >= 1 for v in (self.clip_len, self.size)) or not _is_int(self.seed):
+            raise ValueError(f"clip_len and size must be ints >= 1 and seed an int, got {self.clip_len!r}, {self.size!r}, "
+                             f"{self.seed!r}")
+        if self.sampling not in SAMPLING_MODES or self.precision not in PRECISIONS:
+            raise ValueError(f"sampling {self.sampling!r} and precision {self.precision!r}: one of {SAMPLING_MODES} and of "
+                             f"{PRECISIONS}")
+        numbers = all(_is_number(v) for v in self.mean + self.std)
+        if len(self.mean) != len(self.std) or not numbers or min(self.std, default=1) <= 0:
+            raise ValueError(f"mean {list(self.mean)} and std {list(self.std)}: as many numbers each, std > 0")
 
     def to_json(self) -> str:
         "The contract as the JSON stored in a model file."
@@ -60,6 +85,8 @@ class DeployContract:
         "The contract stored in the model file `source`; a `ValueError` naming the file and what is wrong."
         try:
             values = json.loads(text)
+            if not isinstance(values, dict):
+                raise ValueError(f"a JSON object is expected, got {type(values).__name__}")
             known = {f.name: f.type for f in fields(cls)}
             unknown = sorted(set(values) - set(known))
             if unknown:
@@ -212,24 +239,35 @@ VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpe
 
 
 class NoVideosError(FileNotFoundError):
-    "A folder given to score that holds no video file."
+    "Folders given to score that hold no video file, and nothing else to score."
 
 
-def find_videos(paths: Sequence[Union[str, Path]]) -> tuple[list[Path], list[Path]]:
-    "The files to score (each file given; under each folder, its video files sorted) and the folders' other files, skipped."
-    videos, skipped = [], []
+def find_videos(paths: Sequence[Union[str, Path]], log: Callable[[str], None] | None = None) -> tuple[list[Path], list[Path]]:
+    "The files to score (each file given; each folder's videos, sorted), and those skipped (said to `log`)."
+    videos, skipped, others = [], [], 0
     for path in map(Path, paths):
         if not path.is_dir():
             videos.append(path)  # a missing or unreadable file becomes a row with its error
             continue
         files = sorted(p for p in path.rglob("*") if p.is_file())
         found = [p for p in files if p.suffix.lower() in VIDEO_SUFFIXES and not p.name.startswith(".")]
-        if not found:
-            raise NoVideosError(f"{path}: no video files in this folder or below it (looked for {', '.join(VIDEO_SUFFIXES)}; "
-                                f"found {len(files)} other files)")
         videos += found
-        skipped += sorted(set(files) - set(found))
+        skipped += sorted(set(files) - set(found)) if found else [path]
+        others += len(files) - len(found)
+    if not videos:
+        raise NoVideosError(f"{', '.join(map(str, skipped))}: no video files in these folders or below them (looked for "
+                            f"{', '.join(VIDEO_SUFFIXES)}; found {others} other files)")
+    if skipped and log:
+        log(skipped_note(skipped))
     return list(dict.fromkeys(videos)), skipped  # a file named twice is scored once
+
+
+def skipped_note(skipped: Sequence[Path], shown: int = 10) -> str:
+    "A line saying what `find_videos` skipped: files that are not videos by their suffix, and folders without a video."
+    folders = [p for p in skipped if p.is_dir()]
+    names = [f"{p}{os.sep}" if p in folders else str(p) for p in skipped]
+    return (f"skipped {len(skipped) - len(folders)} files that are not videos by their suffix and {len(folders)} folders "
+            f"without a video: {names[:shown]}{' ...' if len(names) > shown else ''}")
 
 
 READ_FAILURES = (ClipReadError, av.error.FFmpegError, OSError)  # a file's own failure: its row says it, the run goes on
@@ -295,9 +333,10 @@ def score_footage(model: ExportedModel,  # the exported model
                   thresholds: Sequence[float] | None = None,  # per class; None: the contract's
                   num_clips: int = 5,  # clips per video
                   batch_size: int = 16,  # videos per batch
+                  log: Callable[[str], None] | None = None,  # where to say what was skipped
                   ) -> tuple[list[dict], list[Path]]:
-    "A row per video of `paths` (labels, every class's score, or its error) and the folders' files that are not videos."
-    videos, skipped = find_videos(paths)
+    "A row per video of `paths` (labels, every class's score, or its error), and what `find_videos` skipped."
+    videos, skipped = find_videos(paths, log)
     scores, errors = score_videos(model, videos, num_clips, batch_size)
     classes = list(model.contract.classes)
     thresholds = np.asarray(model.contract.thresholds if thresholds is None else thresholds, float)
@@ -331,14 +370,15 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     parser.add_argument("inputs", nargs="+", metavar="PATH", help="video files and folders to score (walked)")
     values = vars(parser.parse_args(argv))
     paths, config = values.pop("inputs"), make_config(DeployConfig, values)
+    check_writable(config.out)  # before the scoring, not after it
     model = ExportedModel(config.model, config.threads)
-    rows, skipped = score_footage(model, paths, None, config.num_clips, config.batch_size)
+    say = lambda line: print(line, file=sys.stderr)  # noqa: E731
+    rows, _ = score_footage(model, paths, None, config.num_clips, config.batch_size, say)
     write_rows(config.out, rows, ["video", "error", "labels", *model.contract.classes])
     for row in rows:
         if row["error"]:
-            print(f"failed: {row['error']}", file=sys.stderr)
-    print(f"{sum(not r['error'] for r in rows)} of {len(rows)} videos scored ({len(skipped)} other files skipped); "
-          f"wrote {config.out}", file=sys.stderr)
+            say(f"failed: {row['error']}")
+    say(f"{sum(not r['error'] for r in rows)} of {len(rows)} videos scored; wrote {config.out}")
     return rows
 
 

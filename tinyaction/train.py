@@ -30,7 +30,7 @@ from .compat import moved_names
 from .config import ConfigError, coerce_fields, parse_config, run_command
 from .data import SAMPLING_MODES, TinyVirat, multi_hot
 from .distill import Distiller, load_teacher
-from .inference import format_flip_pairs, mirror_permutation, predict, resolve_flip_pairs
+from .inference import format_flip_pairs, mirror_permutation, parse_flip_pairs, predict, resolve_flip_pairs
 from .loaders import cache_splits, epoch_loader, gather_predictions, init_distributed, loader_workers, sum_across_ranks
 from .logs import RunLogger
 from .losses import AsymmetricLoss, DistributionBalancedLoss, FocalLoss
@@ -144,6 +144,10 @@ class TrainConfig:
             self.augment = ",".join(parse_augment(self.augment)) or "none"
         except ValueError as e:
             raise ConfigError("augment", self.augment, f"a comma list of {['flip', 'scale', 'time', 'mixup']} or 'none'") from e
+        try:
+            parse_flip_pairs(self.flip_pairs)  # the text, before any data is read; the names once the classes are known
+        except ValueError as e:
+            raise ConfigError("flip_pairs", self.flip_pairs, "'auto', 'none', or class pairs a:b,c:d, each class once") from e
         self.size = contract.size if self.size is None else self.size
         self.check()
 
