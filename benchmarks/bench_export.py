@@ -6,7 +6,9 @@ resize), decoded once before timing. Engines, each on the same uint8 clips, each
 - baseline: PyTorch eager fp32, `tinyaction.export.DeployedNetwork` (normalise, network, sigmoid), --threads threads;
 - tinyaction_bf16 (an extra row, where the CPU computes bf16 natively): the same under bf16 autocast;
 - onnx_fp32: the file `tinyaction.export` writes, in onnxruntime (CPU, intra-op threads = torch's);
-- onnx_int8: the same, after onnxruntime's dynamic int8 quantisation.
+- onnx_int8: the same, after onnxruntime's dynamic int8 quantisation;
+- onnx_int8_static: the same, after static int8 (QDQ) calibrated on one clip of each of the first --calibration videos
+  of the train split (`tinyaction.export.quantize_int8(method="static")`, what `--quantize static` writes).
 Macro F1 at the checkpoint's embedded thresholds; throughput at batch 1 and 16 (--batch_sizes), the engines timed in
 alternation, median of --repeats windows of --seconds each; ratios against the baseline at the same batch size.
 """
@@ -50,6 +52,7 @@ def main():
     parser.add_argument("--data_dir", default="data/synthetic", help="the dataset whose split is scored")
     parser.add_argument("--split", default="val")
     parser.add_argument("--videos", type=int, default=0, help="the first N videos of the split; 0: all")
+    parser.add_argument("--calibration", type=int, default=64, help="train videos static int8 is calibrated on")
     parser.add_argument("--batch_sizes", type=int, nargs="+", default=[1, 16])
     parser.add_argument("--repeats", type=int, default=5, help="timing windows per engine and batch size (median)")
     parser.add_argument("--seconds", type=float, default=1.0, help="length of each timing window")
@@ -75,6 +78,10 @@ def main():
     start = time.perf_counter()
     int8 = quantize_int8(fp32, contract)
     quantize_s = time.perf_counter() - start
+    calibration = np.concatenate([read_clips(r.path, contract, 1) for r in load_split(args.data_dir, "train")[:args.calibration]])
+    start = time.perf_counter()
+    static = quantize_int8(fp32, contract, "static", calibration)
+    static_s = time.perf_counter() - start
 
     def torch_run(precision: str):
         def run(batch: np.ndarray) -> np.ndarray:
@@ -87,7 +94,9 @@ def main():
         runs["pytorch_bf16"] = torch_run("bf16")
     runs["onnx_fp32"] = ExportedModel(fp32, threads)
     runs["onnx_int8"] = ExportedModel(int8, threads)
-    sizes = {"pytorch_eager_fp32": None, "pytorch_bf16": None, "onnx_fp32": len(fp32), "onnx_int8": len(int8)}
+    runs["onnx_int8_static"] = ExportedModel(static, threads)
+    sizes = {"pytorch_eager_fp32": None, "pytorch_bf16": None, "onnx_fp32": len(fp32), "onnx_int8": len(int8),
+             "onnx_int8_static": len(static)}
 
     thresholds = np.array(contract.thresholds)
     scores = {name: np.concatenate([run(clips[i:i + 16]) for i in range(0, len(clips), 16)]) for name, run in runs.items()}
@@ -109,16 +118,19 @@ def main():
     rows = {row["run"]: row for row in results}
     targets_ = [target(f"onnx fp32 / pytorch eager fp32, batch {b}", rows["onnx_fp32"][f"ratio_batch{b}"], 1.5)
                 for b in args.batch_sizes]
-    targets_ += [target(f"onnx int8 / pytorch eager fp32, batch {b}", rows["onnx_int8"][f"ratio_batch{b}"], 2.5)
-                 for b in args.batch_sizes]
-    drop = f1["pytorch_eager_fp32"] - f1["onnx_int8"]
-    targets_.append(target("macro F1 drop of onnx int8 (pytorch fp32 - int8)", drop, 0.01, at_most=True))
+    for name in ("onnx_int8", "onnx_int8_static"):
+        targets_ += [target(f"{name} / pytorch eager fp32, batch {b}", rows[name][f"ratio_batch{b}"], 2.5)
+                     for b in args.batch_sizes]
+    for name in ("onnx_int8", "onnx_int8_static"):
+        drop = f1["pytorch_eager_fp32"] - f1[name]
+        targets_.append(target(f"macro F1 drop of {name} (pytorch fp32 - int8)", drop, 0.01, at_most=True))
     write_report(args.out, {
         "benchmark": "export", "device": device_name(torch.device("cpu")), "threads": threads,
         "onnxruntime": onnxruntime.__version__, "checkpoint": str(args.checkpoint), "arch": contract.arch,
         "input": f"{contract.clip_len}x{contract.size}x{contract.size}", "split": args.split, "videos": len(records),
         "thresholds": thresholds_source, "baseline": "PyTorch eager fp32 (DeployedNetwork: normalise, network, sigmoid)",
-        "export_s": round(export_s, 2), "quantize_s": round(quantize_s, 2),
+        "export_s": round(export_s, 2), "quantize_s": round(quantize_s, 2), "static_quantize_s": round(static_s, 2),
+        "calibration_videos": len(calibration),
         "repeats": args.repeats, "seconds": args.seconds, "results": results, "targets": targets_})
 
 

@@ -73,9 +73,10 @@ def test_onnx_labels_without_torch_are_the_pytorch_predictors(checkpoint, export
 
 
 def test_int8_quantisation_is_smaller_and_verifies_within_its_tolerance(checkpoint, exported, real_videos, tmp_path):
-    report = export_model(checkpoint, tmp_path / "int8.onnx", quantize=True, verify=real_videos)
-    assert report.precision == "int8" and report.max_abs_diff <= report.tolerance == 0.1
-    assert ExportedModel(report.path).contract.precision == "int8"
+    for method in ("dynamic", "static"):  # static calibrated on the sample's train videos, verified on the real ones
+        report = export_model(checkpoint, tmp_path / f"{method}.onnx", quantize=method, verify=real_videos)
+        assert report.precision == "int8" and report.quantization == method and report.max_abs_diff <= report.tolerance == 0.1
+        assert ExportedModel(report.path).contract.precision == "int8" and report.bytes < exported["onnx"].bytes
 
 
 def test_a_file_that_is_not_a_training_checkpoint_is_refused(real_videos, tmp_path):
@@ -126,10 +127,10 @@ def test_export_benchmark_smoke(checkpoint, synthetic_root, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(out.read_text())
     rows = {row["run"]: row for row in report["results"]}
-    assert {"pytorch_eager_fp32", "onnx_fp32", "onnx_int8"} <= set(rows) and report["videos"] == 4
+    assert {"pytorch_eager_fp32", "onnx_fp32", "onnx_int8", "onnx_int8_static"} <= set(rows) and report["videos"] == 4
     assert rows["pytorch_eager_fp32"]["ratio_batch1"] == 1.0 and rows["onnx_fp32"]["max_abs_diff_to_baseline"] < 1e-4
     assert all(row["clips_per_s_batch2"] > 0 for row in rows.values())
-    assert [t["goal"] for t in report["targets"]] == [1.5, 1.5, 2.5, 2.5, 0.01]
+    assert [t["goal"] for t in report["targets"]] == [1.5, 1.5, 2.5, 2.5, 2.5, 2.5, 0.01, 0.01]
 
 
 def test_a_torchscript_export_named_onnx_is_refused_before_anything_is_read(tmp_path):
@@ -159,11 +160,14 @@ def run_in(folder, module: str, *args) -> subprocess.CompletedProcess:
 
 
 def test_export_verifies_on_the_sample_from_any_working_directory(checkpoint, tmp_path):
-    result = run_in(tmp_path, "tinyaction.export", "--checkpoint", checkpoint, "--out", "m.onnx")
+    result = run_in(tmp_path, "tinyaction.export", "--checkpoint", checkpoint, "--out", "m.onnx", "--quantize", "static")
     assert result.returncode == 0, result.stderr[-3000:]
-    assert json.loads(result.stdout)["clips"] > 0 and (tmp_path / "m.onnx").is_file()
+    report = json.loads(result.stdout)
+    assert report["clips"] > 0 and report["quantization"] == "static" and (tmp_path / "m.onnx").is_file()
+    result = run_in(tmp_path, "tinyaction.export", "--checkpoint", checkpoint, "--out", "m.onnx", "--calibrate", "clips")
+    assert result.returncode == 1 and "parameter 'calibrate': got 'clips'; expected None unless" in result.stderr
     result = run_in(tmp_path, "tinyaction.export", "--checkpoint", checkpoint, "--out", "new/m.onnx", "--verify", "no_clips")
-    assert result.returncode == 1 and "no_clips: not found; the export is checked on real clips" in result.stderr
+    assert result.returncode == 1 and "no_clips: not found; the export needs real clips here" in result.stderr
     result = run_in(tmp_path, "tinyaction.export", "--checkpoint", tmp_path, "--out", "new/m.onnx", "--tolerance", "-1")
     assert result.returncode == 1 and "parameter 'tolerance': got -1.0" in result.stderr
     result = run_in(tmp_path, "tinyaction.export", "--checkpoint", tmp_path, "--out", "new/m.onnx")

@@ -27,9 +27,10 @@ from .synthetic import default_data_root
 from .zoo import contract_of
 
 # %% auto #0
-__all__ = ['EXPORT_FORMATS', 'ONNX_EXPORTERS', 'OPSET', 'DEFAULT_TOLERANCE', 'DeployedNetwork', 'deploy_contract', 'onnx_bytes',
-           'quantize_int8', 'torchscript_bytes', 'load_torchscript', 'default_verification', 'verification_clips',
-           'max_abs_diff', 'ExportError', 'ExportVerificationError', 'ExportReport', 'export_model', 'ExportConfig',
+__all__ = ['EXPORT_FORMATS', 'ONNX_EXPORTERS', 'OPSET', 'QUANTIZATIONS', 'DEFAULT_TOLERANCE', 'DeployedNetwork',
+           'deploy_contract', 'onnx_bytes', 'quantize_int8', 'torchscript_bytes', 'load_torchscript',
+           'default_verification', 'default_calibration', 'verification_clips', 'calibration_clips', 'max_abs_diff',
+           'ExportError', 'ExportVerificationError', 'ExportReport', 'quantization', 'export_model', 'ExportConfig',
            'main']
 
 # %% ../nbs/10_export.ipynb #de5ab4ce
@@ -82,15 +83,38 @@ def onnx_bytes(network: nn.Module, example: torch.Tensor, contract: DeployContra
     return proto.SerializeToString()
 
 
-def quantize_int8(model: bytes, contract: DeployContract) -> bytes:
-    "The fp32 ONNX `model` with onnxruntime's dynamic int8 quantisation (int8 weights, uint8 activations), its contract kept."
-    import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+QUANTIZATIONS = ("none", "dynamic", "static")  # int8 by onnxruntime: weights only ahead of time, or activations too
 
+
+class _Clips:
+    "onnxruntime's calibration reader over uint8 clips, in batches."
+
+    def __init__(self, clips: np.ndarray, batch_size: int = 8):
+        self.batches = iter([{"clips": clips[i:i + batch_size]} for i in range(0, len(clips), batch_size)])
+
+    def get_next(self) -> dict | None:
+        return next(self.batches, None)
+
+
+def quantize_int8(model: bytes, contract: DeployContract, method: str = "dynamic",
+                  calibration: np.ndarray | None = None) -> bytes:
+    "The fp32 ONNX `model` in onnxruntime's int8 (`method` dynamic, or static calibrated on uint8 `calibration` clips)."
+    import onnx
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    if method not in QUANTIZATIONS[1:] or (method == "static") != (calibration is not None):
+        raise ValueError(f"method must be 'dynamic', or 'static' with calibration clips; got {method!r} with "
+                         f"{'no' if calibration is None else len(calibration)} calibration clips")
     with tempfile.TemporaryDirectory() as folder:
-        fp32, int8 = Path(folder) / "fp32.onnx", Path(folder) / "int8.onnx"
+        fp32, ready, int8 = (Path(folder) / f"{name}.onnx" for name in ("fp32", "ready", "int8"))
         fp32.write_bytes(model)
-        quantize_dynamic(fp32, int8, weight_type=QuantType.QInt8)
+        if method == "dynamic":
+            quantize_dynamic(fp32, int8, weight_type=QuantType.QInt8)
+        else:  # QDQ: uint8 activations with the ranges seen on the clips, int8 weights per output channel
+            quant_pre_process(str(fp32), str(ready))
+            quantize_static(str(ready), str(int8), _Clips(calibration), quant_format=QuantFormat.QDQ, per_channel=True,
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
         proto = onnx.load(int8)
     onnx.helper.set_model_props(proto, {CONTRACT_KEY: DeployContract(**{**asdict(contract), "precision": "int8"}).to_json()})
     return proto.SerializeToString()
@@ -124,14 +148,29 @@ def default_verification() -> Path:
     return default_data_root() / "sample" / "videos" / "val"
 
 
-def verification_clips(videos: str | Path | Sequence[str | Path] | None, contract: DeployContract, limit: int = 16) -> np.ndarray:
-    "One clip per video of `videos` (files or folders, walked; the first `limit`; None: the sample's), uint8 (N, 3, T, S, S)."
-    paths = [default_verification() if videos is None else videos] if isinstance(videos, (str, Path, type(None))) else videos
+def default_calibration() -> Path:
+    "The committed sample's train videos: clips for static int8 to measure activations on, none of them verified on."
+    return default_data_root() / "sample" / "videos" / "train"
+
+
+def _clips_of(videos: str | Path | Sequence[str | Path], contract: DeployContract, limit: int, option: str) -> np.ndarray:
+    "One clip per video of `videos` (files or folders, walked; the first `limit`); a missing one names the `option`."
+    paths = [videos] if isinstance(videos, (str, Path)) else videos
     if missing := [str(p) for p in paths if not Path(p).exists()]:
-        raise FileNotFoundError(f"{', '.join(missing)}: not found; the export is checked on real clips: give video files or "
-                                "folders to verify on (--verify)")
+        raise FileNotFoundError(f"{', '.join(missing)}: not found; the export needs real clips here: give video files or "
+                                f"folders (--{option})")
     found, _ = find_videos(paths)
     return np.concatenate([read_clips(path, contract, 1) for path in found[:limit]])
+
+
+def verification_clips(videos: str | Path | Sequence[str | Path] | None, contract: DeployContract, limit: int = 16) -> np.ndarray:
+    "One clip per video of `videos` (the first `limit`; None: the sample's val videos), uint8 (N, 3, T, S, S)."
+    return _clips_of(default_verification() if videos is None else videos, contract, limit, "verify")
+
+
+def calibration_clips(videos: str | Path | Sequence[str | Path] | None, contract: DeployContract, limit: int = 64) -> np.ndarray:
+    "Clips for static int8, one per video of `videos` (the first `limit`; None: the sample's train videos)."
+    return _clips_of(default_calibration() if videos is None else videos, contract, limit, "calibrate")
 
 
 def max_abs_diff(network: nn.Module, run_exported: Callable[[np.ndarray], np.ndarray], clips: np.ndarray,
@@ -163,6 +202,7 @@ class ExportReport:
     path: str
     format: str  # one of EXPORT_FORMATS
     precision: str  # "fp32" or "int8"
+    quantization: str  # one of QUANTIZATIONS
     exporter: str  # ONNX: torch.onnx.export's exporter; TorchScript: "trace"
     clips: int  # real clips the verification ran
     max_abs_diff: float  # largest absolute difference of any probability on them
@@ -180,10 +220,20 @@ def _writable(path: Path):
         raise ExportError(f"{e}; nothing was exported") from e
 
 
+def quantization(value: str | bool) -> str:
+    "A `quantize` value as one of QUANTIZATIONS: True (or 'true') is 'dynamic', its meaning before static int8; False 'none'."
+    method = {True: "dynamic", False: "none", "true": "dynamic", "false": "none"}.get(
+        value if isinstance(value, bool) else str(value).strip().lower(), str(value).strip().lower())
+    if method not in QUANTIZATIONS:
+        raise ValueError(f"quantize must be one of {QUANTIZATIONS}, got {value!r}")
+    return method
+
+
 def export_model(checkpoint: str | Path,  # a training checkpoint of 03_train
                  path: str | Path,  # the file to write
                  format: str = "onnx",  # one of EXPORT_FORMATS
-                 quantize: bool = False,  # ONNX only: onnxruntime's dynamic int8 quantisation
+                 quantize: str | bool = "none",  # ONNX only: int8 by onnxruntime, "dynamic" or "static" (QUANTIZATIONS)
+                 calibrate: str | Path | Sequence | None = None,  # static int8: videos to measure activations on; None: sample's
                  verify: str | Path | Sequence | None = None,  # video files or folders: real clips to check on; None: sample's
                  tolerance: float | None = None,  # max abs difference of probabilities (>= 0); None: DEFAULT_TOLERANCE
                  exporter: str = "torchscript",  # ONNX only: one of ONNX_EXPORTERS
@@ -194,18 +244,22 @@ def export_model(checkpoint: str | Path,  # a training checkpoint of 03_train
     start, path = time.time(), Path(path)
     if format not in EXPORT_FORMATS:
         raise ValueError(f"format must be one of {EXPORT_FORMATS}, got {format!r}")
-    if quantize and format != "onnx":
+    method = quantization(quantize)
+    if method != "none" and format != "onnx":
         raise ValueError("quantize is for ONNX models (onnxruntime's int8); TorchScript exports stay fp32")
+    if calibrate is not None and method != "static":
+        raise ValueError(f"calibrate is for quantize='static' (it measures activations), got quantize={quantize!r}")
     if tolerance is not None and not tolerance >= 0:
         raise ValueError(f"tolerance must be >= 0 (a max abs difference of probabilities), got {tolerance}")
     model, contract, source = deploy_contract(checkpoint, thresholds)
     _writable(path)
-    network, precision = DeployedNetwork(model).eval(), "int8" if quantize else "fp32"
+    network, precision = DeployedNetwork(model).eval(), "fp32" if method == "none" else "int8"
     clips = verification_clips(verify, contract, max_clips)
     example = torch.from_numpy(clips[:2])
     if format == "onnx":
         data = onnx_bytes(network, example, contract, exporter)
-        data = quantize_int8(data, contract) if quantize else data
+        if method != "none":
+            data = quantize_int8(data, contract, method, calibration_clips(calibrate, contract) if method == "static" else None)
         run_exported = ExportedModel(data)
     else:
         data, exporter = torchscript_bytes(network, example, contract), "trace"
@@ -222,7 +276,7 @@ def export_model(checkpoint: str | Path,  # a training checkpoint of 03_train
         write_atomic(path, data)
     except OSError as e:
         raise ExportError(f"{path}: cannot write the exported model ({e}); nothing was written") from e
-    return ExportReport(str(path), format, precision, exporter, len(clips), diff, tolerance, len(data),
+    return ExportReport(str(path), format, precision, method, exporter, len(clips), diff, tolerance, len(data),
                         round(time.time() - start, 2), source)
 
 # %% ../nbs/10_export.ipynb #a8847e59
@@ -232,7 +286,8 @@ class ExportConfig:
     checkpoint: str = "runs/demo/checkpoint_best.pt"  # a training checkpoint of 03_train
     out: str = "runs/demo/model.onnx"  # the file to write
     format: str = "onnx"  # onnx or torchscript
-    quantize: bool = False  # ONNX only: dynamic int8
+    quantize: str | bool = "none"  # ONNX only: int8, "static" (calibrated; the faster here) or "dynamic"; "none": fp32
+    calibrate: str | None = None  # static int8: a video file or folder to measure activations on; None: data/sample's train
     verify: str | None = None  # a video file or folder (walked): the real clips the export is checked on; None: data/sample's val
     tolerance: float | None = None  # max abs difference of probabilities; None: 1e-4 (fp32), 0.1 (int8)
     exporter: str = "torchscript"  # ONNX only: torchscript or dynamo (torch.onnx.export's two)
@@ -244,8 +299,14 @@ class ExportConfig:
             raise ConfigError("format", self.format, f"one of {list(EXPORT_FORMATS)}")
         if self.exporter not in ONNX_EXPORTERS:
             raise ConfigError("exporter", self.exporter, f"one of {list(ONNX_EXPORTERS)}")
-        if self.quantize and self.format != "onnx":
-            raise ConfigError("quantize", self.quantize, "False for TorchScript (int8 is for ONNX)")
+        try:
+            self.quantize = quantization(self.quantize)
+        except ValueError as e:
+            raise ConfigError("quantize", self.quantize, f"one of {list(QUANTIZATIONS)}") from e
+        if self.quantize != "none" and self.format != "onnx":
+            raise ConfigError("quantize", self.quantize, "'none' for TorchScript (int8 is for ONNX)")
+        if self.calibrate is not None and self.quantize != "static":
+            raise ConfigError("calibrate", self.calibrate, "None unless --quantize static (it measures activations for it)")
         if self.tolerance is not None and not self.tolerance >= 0:
             raise ConfigError("tolerance", self.tolerance, "a float >= 0, or None for the precision's default")
         if (Path(self.out).suffix.lower() == ".onnx") != (self.format == "onnx"):
@@ -255,8 +316,8 @@ class ExportConfig:
 def main(argv: Sequence[str] | None = None) -> ExportReport:
     "`python -m tinyaction.export --checkpoint CK --out model.onnx`: `export_model`, its report printed as JSON."
     config = parse_config(ExportConfig, argv, "python -m tinyaction.export")
-    report = export_model(config.checkpoint, config.out, config.format, config.quantize, config.verify, config.tolerance,
-                          config.exporter, config.thresholds)
+    report = export_model(config.checkpoint, config.out, config.format, config.quantize, config.calibrate, config.verify,
+                          config.tolerance, config.exporter, config.thresholds)
     print(json.dumps(asdict(report), indent=1))
     return report
 
