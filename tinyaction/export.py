@@ -286,7 +286,7 @@ class ExportConfig:
     checkpoint: str = "runs/demo/checkpoint_best.pt"  # a training checkpoint of 03_train
     out: str = "runs/demo/model.onnx"  # the file to write
     format: str = "onnx"  # onnx or torchscript
-    quantize: str | bool = "none"  # ONNX only: int8, "static" (calibrated; the faster here) or "dynamic"; "none": fp32
+    quantize: str | bool = "none"  # ONNX only: int8, "static" (calibrated on real clips) or "dynamic"; "none": fp32
     calibrate: str | None = None  # static int8: a video file or folder to measure activations on; None: data/sample's train
     verify: str | None = None  # a video file or folder (walked): the real clips the export is checked on; None: data/sample's val
     tolerance: float | None = None  # max abs difference of probabilities; None: 1e-4 (fp32), 0.1 (int8)
