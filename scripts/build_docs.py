@@ -64,9 +64,18 @@ def link_names(markdown: str, anchors: dict[str, str], chapters: list[str]) -> s
     def link_line(line: str) -> str:
         if line.startswith("#"):  # no code in headings: mkdocs-jupyter's contents would then miss their anchors
             return line.replace("`", "")
-        return re.sub(r"(?<!\[)`([A-Za-z_]\w*)`(?!\]\()", link, line)
+        return re.sub(r"(?<!\[)`(\w+)`(?!\]\()", link, line)  # \w+: chapters start with a digit (`03_train`)
     parts = re.split(r"(```.*?```)", markdown, flags=re.S)
     return "".join(p if p.startswith("```") else "\n".join(map(link_line, p.split("\n"))) for p in parts)
+
+
+def site_links(markdown: str) -> str:
+    "Links as a notebook reader writes them (`03_train.ipynb`, `api/export.md`) pointed at the site's pages."
+    return re.sub(r"\]\(((?:\.\./)?(?:api/)?[\w.-]+)\.(?:ipynb|md)(#[^)]*)?\)", r"](\1.html\2)", markdown)
+
+
+NOISE = re.compile(r"^.*site-packages/.*\w+Warning: .*$\n?(^\s+warnings\.warn\(.*$\n?)?|^.*\[IPKernelApp\] WARNING.*$\n?",
+                   re.M)  # libraries' warnings (from site-packages) and kernel notes of the build machine, not the chapter's own
 
 
 def plotly_html(figure: dict) -> str:
@@ -74,25 +83,45 @@ def plotly_html(figure: dict) -> str:
     return pio.to_html(figure, include_plotlyjs=False, full_html=False, config={"responsive": True})
 
 
-def static_view(model_id: str, widget_state: dict) -> str:
-    "HTML for a widget output: a FigureWidget's figure from its saved state, else a note that it needs a kernel."
-    state = widget_state.get(model_id, {}).get("state", {})
+def widget_html(model_id: str, widget_state: dict) -> str | None:
+    "HTML of a widget from its saved state: a FigureWidget, a box of them, HTML, a label or a progress bar; None if not."
+    entry = widget_state.get(model_id, {})
+    state, model = entry.get("state", {}), entry.get("model_name", "")
     if state.get("_anywidget_id", "").endswith("FigureWidget"):
         return plotly_html({"data": state["_widget_data"], "layout": state["_widget_layout"]})
-    return ("<p><em>An interactive widget (ipywidgets): it needs a running kernel. "
-            "Open the chapter in JupyterLab to use it.</em></p>")
+    if model in ("HBoxModel", "VBoxModel"):  # tqdm's progress bar: HTML, FloatProgress, HTML in a row
+        parts = [widget_html(child.removeprefix("IPY_MODEL_"), widget_state) for child in state.get("children", [])]
+        flow = "row" if model == "HBoxModel" else "column"
+        return None if None in parts else f'<div style="display:flex;flex-direction:{flow};gap:0.5em">{"".join(parts)}</div>'
+    if model in ("HTMLModel", "LabelModel"):
+        return f"<span>{state.get('value', '')}</span>"
+    if model in ("FloatProgressModel", "IntProgressModel"):
+        return f'<progress value="{state.get("value", 0)}" max="{state.get("max", 100)}"></progress>'
+    return None
+
+
+def static_view(model_id: str, widget_state: dict) -> str:
+    "HTML for a widget output as it was when the chapter ran, or a note that it needs a kernel."
+    return widget_html(model_id, widget_state) or ("<p><em>An interactive widget (ipywidgets): it needs a running kernel. "
+                                                   "Open the chapter in JupyterLab to use it.</em></p>")
 
 
 def page_outputs(outputs: list, widget_state: dict) -> list:
-    "`outputs` with plotly JSON and widget views replaced by HTML that renders without a kernel."
+    "`outputs` with plotly JSON and widget views replaced by HTML that renders without a kernel, and no build noise."
+    kept = []
     for output in outputs:
+        if output.get("output_type") == "stream" and output.get("name") == "stderr":
+            output["text"] = NOISE.sub("", output["text"])
+            if not output["text"].strip():
+                continue
+        kept.append(output)
         data = output.get("data", {})
         if PLOTLY_JSON in data:
             data["text/html"] = plotly_html(data.pop(PLOTLY_JSON))
         if WIDGET_VIEW in data:
             data["text/html"] = static_view(data.pop(WIDGET_VIEW)["model_id"], widget_state)
             data.pop("text/plain", None)
-    return outputs
+    return kept
 
 
 def chapter_page(path: Path, anchors: dict[str, str], chapters: list[str]) -> nbformat.NotebookNode:
@@ -102,7 +131,7 @@ def chapter_page(path: Path, anchors: dict[str, str], chapters: list[str]) -> nb
     cells = []
     for cell in nb.cells:
         if cell.cell_type == "markdown":
-            cell.source = link_names(cell.source, anchors, chapters)
+            cell.source = link_names(site_links(cell.source), anchors, chapters)
         elif cell.cell_type == "code":
             if HIDDEN & extract_directives(cell).keys():  # also strips the directive lines from the shown code
                 continue
@@ -119,20 +148,46 @@ def table_cell(value: object, code: bool = False) -> str:
     return f"`{value}`" if code else str(value).replace("|", "\\|")  # the tables extension skips pipes in code
 
 
+def signature_comments(obj: object) -> dict[str, str]:
+    "The comments after `*args`/`**kw` and after the return annotation of a function's signature, read from its source."
+    if not inspect.isroutine(obj):
+        return {}
+    lines, comments = inspect.getsource(obj).splitlines(), {}
+    stars = [p.name for p in inspect.signature(obj).parameters.values() if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    for line in lines:
+        for name in stars:
+            if found := re.search(rf"\*{{1,2}}{name}\b[^#]*#\s*(.*)$", line):
+                comments[name] = found.group(1)
+        if found := re.search(r"\)\s*(->[^#]*)?:\s*#\s*(.*)$", line):  # the line that ends the signature
+            comments["return"] = found.group(2)
+            break
+        if line.rstrip().endswith(":") and ")" in line:
+            break
+    return comments
+
+
 def parameter_table(obj: object) -> str:
     "A markdown table of `obj`'s parameters with their docments (the comments after them), or '' if none has one."
     try:
         params = docments(obj, full=True)  # a class: its __init__, or a dataclass's fields
+        comments = signature_comments(obj)  # fastcore gives a **kw's comment to the return
+        kinds = {p.name: p.kind for p in inspect.signature(obj).parameters.values()} if inspect.isroutine(obj) else {}
     except (TypeError, ValueError, OSError):  # constants, objects without Python source
         return ""
     rows = [(name, p) for name, p in params.items() if name not in ("self", "return")]
-    if not any(p["docment"] for _, p in rows):
+    if not any(p["docment"] for _, p in rows) and not comments:
         return ""
     lines = ["| parameter | type | default | meaning |", "|---|---|---|---|"]
     for name, p in rows:
+        star = {inspect.Parameter.VAR_POSITIONAL: "*", inspect.Parameter.VAR_KEYWORD: "**"}.get(kinds.get(name), "")
         default = p["default"] if p["default"] is inspect.Parameter.empty else repr(p["default"])
-        cells = [f"`{name}`", table_cell(p["anno"], code=True), table_cell(default, code=True), table_cell(p["docment"])]
+        meaning = comments.get(name, "") if star else p["docment"]
+        cells = [f"`{star}{name}`", "" if star else table_cell(p["anno"], code=True), table_cell(default, code=True),
+                 table_cell(meaning)]
         lines.append(f"| {' | '.join(cells)} |")
+    if comments.get("return"):
+        anno = params.get("return", {}).get("anno", inspect.Parameter.empty)
+        lines.append(f"| returns | {table_cell(anno, code=True)} |  | {table_cell(comments['return'])} |")
     return "\n".join(lines)
 
 

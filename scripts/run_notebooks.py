@@ -4,6 +4,8 @@
 exits 1 naming each notebook and cell that failed.
 """
 import argparse
+import hashlib
+import json
 import multiprocessing
 import os
 import sys
@@ -35,6 +37,27 @@ def skipped(cell: nbformat.NotebookNode, flags: set[str]) -> bool:
     return bool(flags & directives.keys())
 
 
+def inputs_digest(path: Path) -> str:
+    "A SHA-256 of what an executed chapter shows: its cells' sources, the package, and the results files under nbs/."
+    digest = hashlib.sha256()
+    cells = nbformat.read(path, as_version=4).cells
+    digest.update(json.dumps([[c.cell_type, c.source] for c in cells]).encode())
+    inputs = sorted((REPO / "tinyaction").glob("*.py")) + sorted(p for p in (REPO / "nbs").rglob("*")
+                                                                  if p.is_file() and p.suffix != ".ipynb")
+    for file in inputs:
+        digest.update(str(file.relative_to(REPO)).encode() + file.read_bytes())
+    return digest.hexdigest()
+
+
+def is_stale(path: Path) -> bool:
+    "Whether the executed copy of the chapter at `path` is missing, or was made from other inputs (`inputs_digest`)."
+    executed = EXECUTED / path.name
+    if not executed.exists():
+        return True
+    made_from = nbformat.read(executed, as_version=4).metadata.get("tinyaction_docs", {}).get("inputs")
+    return made_from != inputs_digest(path)
+
+
 def run_notebook(path: Path, flags: set[str]) -> tuple[nbformat.NotebookNode, str | None]:
     "The notebook at `path` executed in nbs/ with its widget state, and where it failed (None if it ran)."
     nb = nbformat.read(path, as_version=4)
@@ -57,11 +80,12 @@ def run_notebook(path: Path, flags: set[str]) -> tuple[nbformat.NotebookNode, st
 
 def run_and_keep(path: Path, flags: set[str]) -> str | None:
     "Run the notebook at `path`, write its executed copy (or remove a stale one), print its time; where it failed."
-    start = time.time()
+    start, inputs = time.time(), inputs_digest(path)
     nb, failure = run_notebook(path, flags)
     if failure:
         (EXECUTED / path.name).unlink(missing_ok=True)
     else:
+        nb.metadata["tinyaction_docs"] = {"inputs": inputs}
         nbformat.write(nb, EXECUTED / path.name)
     print(f"{'FAILED' if failure else 'ran'} {path.name} in {time.time() - start:.0f} s", flush=True)
     return failure
@@ -73,11 +97,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("notebooks", nargs="*", type=Path, help="notebooks to run (default: nbs/*.ipynb)")
     parser.add_argument("--flags", default="", help="space-separated flags of cells to run that are normally skipped")
+    parser.add_argument("--stale", action="store_true", help="only those whose executed copy is missing or out of date")
     parser.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)),
                         help="notebooks run at once (as nbdev_test: one a core)")
     args = parser.parse_args(argv)
     flags = set(config.tst_flags.split()) - set(args.flags.split())
     notebooks = [p.resolve() for p in args.notebooks or sorted(Path(config.nbs_path).glob("*.ipynb"))]
+    notebooks = [p for p in notebooks if is_stale(p)] if args.stale else notebooks
     EXECUTED.mkdir(parents=True, exist_ok=True)
     # spawned, not forked: each worker starts its kernels from a fresh interpreter
     with ProcessPoolExecutor(args.workers, mp_context=multiprocessing.get_context("spawn")) as pool:

@@ -24,8 +24,10 @@ from test_browser import ARTIFACTS, CHROMIUM_FLAGS, browser_tools, free_port, wa
 SITE = REPO_ROOT / "site"
 CHAPTERS = [p.stem for p in sorted((REPO_ROOT / "nbs").glob("*.ipynb"))]
 VISITED = ["index.html", "00a_data.html", "03_train.html", "05_explore.html"]
-# Per plotly div: whether plotly.js has drawn it (its SVG root is there).
-PLOTLY_DRAWN = "return [...document.querySelectorAll('.plotly-graph-div')].map(d => d.querySelector('.main-svg') !== null)"
+# Per plotly div: whether plotly.js has drawn it (its SVG root is there) with data (at least one trace).
+PLOTLY_DRAWN = ("return [...document.querySelectorAll('.plotly-graph-div')]"
+                ".map(d => d.querySelector('.main-svg') !== null && (d._fullData || []).length > 0)")
+SITE_INPUTS = ["nbs/*.ipynb", "tinyaction/*.py", "scripts/build_docs.py", "mkdocs.yml", "README.md"]
 
 pytestmark = pytest.mark.slow
 
@@ -66,8 +68,9 @@ def page_text(page: Path) -> str:
 
 @pytest.fixture(scope="module")
 def site() -> Path:
-    "The built site; built here by scripts/docs.sh if scripts/test.sh has not built it."
-    if not (SITE / "index.html").exists():
+    "The built site; built here by scripts/docs.sh if scripts/test.sh has not built it, or a chapter or the package changed."
+    built = (SITE / "index.html").stat().st_mtime if (SITE / "index.html").exists() else 0
+    if any(p.stat().st_mtime > built for pattern in SITE_INPUTS for p in REPO_ROOT.glob(pattern)):
         subprocess.run(["bash", str(REPO_ROOT / "scripts" / "docs.sh")], cwd=REPO_ROOT, check=True)
     return SITE
 
@@ -93,22 +96,34 @@ def driver(browser_tools, tmp_path):  # noqa: F811 (the fixture imported above)
     options.binary_location = chromium
     for flag in CHROMIUM_FLAGS + [f"--user-data-dir={tmp_path / 'chromium-profile'}"]:
         options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})  # console, and every request
     browser = webdriver.Chrome(service=Service(driver_path), options=options)
     yield browser
     browser.quit()
 
 
-@pytest.mark.parametrize("page", VISITED)
-def test_page_loads_and_draws_its_figures(server, driver, page):
-    driver.get(f"{server}/{page}")
+def remote_requests(driver) -> list[str]:
+    "The network URLs (http, https, ws) the page asked for since the last call that are not on the local server."
+    urls = [json.loads(entry["message"])["message"] for entry in driver.get_log("performance")]
+    urls = [m["params"]["request"]["url"] for m in urls if m["method"] == "Network.requestWillBeSent"]
+    return [u for u in urls if urlsplit(u).scheme in ("http", "https", "ws", "wss") and urlsplit(u).hostname != "127.0.0.1"]
+
+
+def open_page(driver, url: str, page: str) -> list[bool]:
+    "Load `page` and wait until its plotly figures are drawn with data; what each figure shows."
+    driver.get(f"{url}/{page}")
     wait = WebDriverWait(driver, 60)
     wait.until(lambda d: d.execute_script("return document.readyState") == "complete")
     try:
         wait.until(lambda d: all(d.execute_script(PLOTLY_DRAWN)))
     except TimeoutException:
-        pytest.fail(f"{page}: plotly figures drawn {driver.execute_script(PLOTLY_DRAWN)}")
-    figures = driver.execute_script(PLOTLY_DRAWN)
+        pytest.fail(f"{page}: plotly figures drawn with data {driver.execute_script(PLOTLY_DRAWN)}")
+    return driver.execute_script(PLOTLY_DRAWN)
+
+
+@pytest.mark.parametrize("page", VISITED)
+def test_page_loads_and_draws_its_figures(server, driver, page):
+    figures = open_page(driver, server, page)
     if page == "05_explore.html":  # its FigureWidgets (per-class bars, heatmap), drawn from the state saved at execution
         assert len(figures) >= 2, f"05_explore shows {len(figures)} plotly figures"
     if figures:  # the screenshot shows the first figure (README: 05_explore's)
@@ -117,9 +132,23 @@ def test_page_loads_and_draws_its_figures(server, driver, page):
     driver.save_screenshot(str(ARTIFACTS / f"docs-site-{Path(page).stem}.png"))
     severe = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
     assert not severe, f"{page}: console errors {severe}"
+    assert not remote_requests(driver), f"{page}: requests off the local server"
     if page != "index.html":
         code = " ".join(e.text for e in driver.find_elements("css selector", ".jp-InputArea pre"))
         assert code and "#|" not in code, f"{page}: nbdev directives shown, or no code"
+
+
+def test_every_page_with_figures_draws_them_with_data_and_fetches_nothing_remote(site, server, driver):
+    pages = sorted(p.name for p in site.glob("*.html") if "plotly-graph-div" in p.read_text())
+    assert len(pages) >= 5, pages  # 05_explore, 06_experiments, 07_long_tail, 08_ensembles, 09_predict, ...
+    problems = []
+    for page in pages:
+        figures = open_page(driver, server, page)
+        severe = [entry["message"] for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+        remote = remote_requests(driver)
+        if not figures or severe or remote:
+            problems.append(f"{page}: {len(figures)} figures, console errors {severe}, remote requests {remote}")
+    assert not problems, "\n".join(problems)
 
 
 def test_internal_links_resolve_and_nothing_loads_from_the_network(site):
@@ -152,7 +181,8 @@ def test_chapter_shows_its_cells_but_not_the_hidden_ones(site, chapter):
             directives = extract_directives(cell)  # strips the directive lines, as the page does
             body = " ".join(cell.source.split())
             (hidden if {"hide", "default_exp"} & directives.keys() else shown).append(body)
-    assert all(body in text for body in shown if body), f"{chapter}: a code cell is missing"
+    missing = [body[:80] for body in shown if body and body not in text]
+    assert not missing, f"{chapter}: code cells missing (a stale executed copy? rerun scripts/docs.sh): {missing}"
     assert not [body for body in hidden if body and body in text], f"{chapter}: a hidden cell is shown"
 
 
@@ -190,8 +220,16 @@ def test_api_page_shows_every_public_name_with_its_docstring(site, module):
         obj = getattr(imported, name)
         if f"tinyaction.{module}.{name}" not in ids:
             missing.append(f"{name} (no entry)")
-        elif (inspect.isfunction(obj) or inspect.isclass(obj)) and obj.__doc__:
-            first_line = without_markup(obj.__doc__.strip().splitlines()[0])
-            if first_line not in text:
-                missing.append(f"{name} (docstring: {first_line!r})")
+        elif inspect.isfunction(obj) or inspect.isclass(obj):
+            doc = obj.__doc__ if inspect.isfunction(obj) else obj.__dict__.get("__doc__")
+            if not doc or doc.startswith(f"{name}("):  # none, or the signature a dataclass writes in its place
+                missing.append(f"{name} (no docstring)")
+            elif without_markup(doc.strip().splitlines()[0]) not in text:
+                missing.append(f"{name} (docstring: {doc.strip().splitlines()[0]!r})")
     assert not missing, f"tinyaction.{module}: {missing}"
+
+
+def test_chapter_names_and_notebook_links_point_at_the_pages(site):
+    links = parse(site / "04_evaluate.html").links  # its text names `03_train` and `02d_inference`
+    assert {"03_train.html", "02d_inference.html"} <= set(links), sorted(set(links))
+    assert not [link for page in site.glob("*.html") for link in parse(page).links if urlsplit(link).path.endswith(".ipynb")]

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import sys
 import tempfile
 import time
 import warnings
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -96,6 +98,19 @@ class _Clips:
         return next(self.batches, None)
 
 
+@contextmanager
+def _quiet_root_logger():
+    "onnxruntime.quantization writes its notes to the root logger (configuring it if bare): silenced while it runs."
+    guard, previous = logging.NullHandler(), logging.root.manager.disable
+    logging.root.addHandler(guard)  # a handler present: logging.warning() leaves the user's root logger unconfigured
+    logging.disable(logging.WARNING)
+    try:
+        yield
+    finally:
+        logging.disable(previous)
+        logging.root.removeHandler(guard)
+
+
 def quantize_int8(model: bytes, contract: DeployContract, method: str = "dynamic",
                   calibration: np.ndarray | None = None) -> bytes:
     "The fp32 ONNX `model` in onnxruntime's int8 (`method` dynamic, or static calibrated on uint8 `calibration` clips)."
@@ -106,7 +121,7 @@ def quantize_int8(model: bytes, contract: DeployContract, method: str = "dynamic
     if method not in QUANTIZATIONS[1:] or (method == "static") != (calibration is not None):
         raise ValueError(f"method must be 'dynamic', or 'static' with calibration clips; got {method!r} with "
                          f"{'no' if calibration is None else len(calibration)} calibration clips")
-    with tempfile.TemporaryDirectory() as folder:
+    with tempfile.TemporaryDirectory() as folder, _quiet_root_logger():
         fp32, ready, int8 = (Path(folder) / f"{name}.onnx" for name in ("fp32", "ready", "int8"))
         fp32.write_bytes(model)
         if method == "dynamic":
