@@ -187,4 +187,46 @@ def test_deployment_paths_are_checked_before_scoring_and_an_empty_camera_folder_
     assert "and 1 folders without a video" in result.stderr and "1 of 1 videos scored" in result.stderr
     result = run_in(REPO_ROOT, "tinyaction.predict", "--model", model, "--checkpoint", "runs/other/checkpoint_best.pt", video,
                     "--out", tmp_path / "q.csv")
-    assert result.returncode == 1 and "parameter 'checkpoint'" in result.stderr and "left as it is with --model" in result.stderr
+    assert result.returncode == 1 and "parameter 'checkpoint'" in result.stderr and "not given with --model" in result.stderr
+    result = run_in(REPO_ROOT, "tinyaction.predict", "--model", model, "--num_workers", "2", video, "--out", tmp_path / "q.csv")
+    assert result.returncode == 1 and "parameter 'num_workers': got '2'" in result.stderr  # its default, given: refused too
+
+
+def with_contract(source, path, **changes):
+    "A copy of the ONNX model at `source` whose embedded contract has `changes`."
+    import onnx
+
+    model = onnx.load(str(source))
+    entry = next(p for p in model.metadata_props if p.key == "tinyaction")
+    entry.value = json.dumps({**json.loads(entry.value), **changes})
+    onnx.save(model, str(path))
+    return path
+
+
+def test_a_crafted_model_file_is_refused_in_one_line_before_any_clip(exported, real_videos, tmp_path):
+    video = real_videos / VIDEOS[0]
+    source = exported["onnx"].path
+    classes = ExportedModel(source).contract.classes
+    for name, changes, message in [("video_column", {"classes": ["video", *classes[1:]]}, "none of ('video', 'error', 'labels')"),
+                                   ("negative_seed", {"seed": -1}, "seed an int >= 0"),
+                                   ("listed_arch", {"arch": ["r2plus1d_tiny"]}, "arch must be a name")]:
+        model = with_contract(source, tmp_path / f"{name}.onnx", **changes)
+        result = run_in(REPO_ROOT, "tinyaction.runtime", "--model", model, video, "--out", tmp_path / f"{name}.csv")
+        assert result.returncode == 1 and f"{name}.onnx" in result.stderr and message in result.stderr, result.stderr[-2000:]
+        assert "Traceback" not in result.stderr and not (tmp_path / f"{name}.csv").exists()
+
+
+def test_linked_camera_folders_are_walked_and_odd_paths_named(exported, real_videos, tmp_path):
+    cams = tmp_path / "cams"
+    (cams / "cam1").mkdir(parents=True)
+    (cams / "cam1" / "a.mp4").symlink_to(real_videos / VIDEOS[1])
+    (cams / "cam2").symlink_to(real_videos, target_is_directory=True)  # a linked folder: its videos are scored
+    (cams / "loop").symlink_to(cams, target_is_directory=True)  # a loop ends
+    result = run_in(REPO_ROOT, "tinyaction.runtime", "--model", exported["onnx"].path, cams, "/dev/null", "--num_clips", "1",
+                    "--out", tmp_path / "p.csv")
+    assert result.returncode == 1 and "/dev/null: not a regular file" in result.stderr
+    scored = read_rows(tmp_path / "p.csv")
+    assert sum(1 for row in scored.values() if not row["error"]) == 1 + len(VIDEOS)
+    result = run_in(REPO_ROOT, "tinyaction.runtime", "--model", exported["onnx"].path, cams, "--threads", "100000",
+                    "--out", tmp_path / "q.csv")
+    assert result.returncode == 1 and "parameter 'threads': got 100000" in result.stderr

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .config import partial_path
 from .models import prepare_for_device
 from .video import StrPath
 from .zoo import get_model
@@ -43,9 +44,10 @@ def _mount_point(path: Path) -> Path:
 def write_atomic(path: StrPath, data: bytes) -> Path:
     "Write `data` to a temporary file beside `path`, then rename it over `path`; a full disk raises `DiskFullError`."
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = partial_path(path)
     try:
-        tmp.write_bytes(data)
+        with open(tmp, "xb") as f:
+            f.write(data)
         os.replace(tmp, path)
     except OSError as e:
         tmp.unlink(missing_ok=True)

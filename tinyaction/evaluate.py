@@ -83,7 +83,7 @@ def evaluation_dataset(checkpoint: Checkpoint, data_dir: str | Path | None, spli
 # %% ../nbs/04_evaluate.ipynb #8ba112e5
 def checkpoint_paths(value: str | list) -> str | list[str]:
     "One checkpoint path as given, or an ensemble's paths from a list or from text with commas; empty paths are refused."
-    if isinstance(value, str) and "," not in value:
+    if isinstance(value, str) and ("," not in value or os.path.isfile(value)):  # a file's name may hold a comma
         return value
     paths = value.split(",") if isinstance(value, str) else value
     if not paths or not all(isinstance(p, (str, os.PathLike)) and os.fspath(p).strip() for p in paths):

@@ -24,7 +24,7 @@ from torch import nn
 from .checkpoint import load_checkpoint, write_atomic
 from .config import ConfigError, check_writable, coerce_fields, parse_config, run_command
 from .predict import ClipSpec, resolve_thresholds
-from .runtime import CONTRACT_KEY, DeployContract, ExportedModel, find_videos, read_clips
+from .runtime import CONTRACT_KEY, READ_FAILURES, ClipReadError, DeployContract, ExportedModel, find_videos, read_clips
 from .synthetic import default_data_root
 from .zoo import contract_of
 
@@ -174,8 +174,11 @@ def _clips_of(videos: str | Path | Sequence[str | Path], contract: DeployContrac
     if missing := [str(p) for p in paths if not Path(p).exists()]:
         raise FileNotFoundError(f"{', '.join(missing)}: not found; the export needs real clips here: give video files or "
                                 f"folders (--{option})")
-    found, _ = find_videos(paths)
-    return np.concatenate([read_clips(path, contract, 1) for path in found[:limit]])
+    try:
+        found, _ = find_videos(paths)
+        return np.concatenate([read_clips(path, contract, 1) for path in found[:limit]])
+    except READ_FAILURES as e:  # a folder without videos, or a video that does not decode
+        raise ClipReadError(f"--{option}: {e}") from e
 
 
 def verification_clips(videos: str | Path | Sequence[str | Path] | None, contract: DeployContract, limit: int = 16) -> np.ndarray:

@@ -147,7 +147,7 @@ def window_starts(num_frames: int, window: int, stride: int) -> list[tuple[int, 
 def _check_file(path: Path):
     "A `VideoReadError` for a path that is not a non-empty file."
     if not path.is_file():
-        raise VideoReadError(f"{path}: file not found")
+        raise VideoReadError(f"{path}: {'not a regular file' if os.path.lexists(path) else 'file not found'}")
     if path.stat().st_size == 0:
         raise VideoReadError(f"{path}: empty file (0 bytes)")
 
@@ -517,7 +517,8 @@ def _score_windows(config: PredictConfig, members: list, classes: list[str], vid
 # %% ../nbs/09_predict.ipynb #e5f4a673
 def predict_footage(config: PredictConfig, log=print) -> PredictionRun:
     "Score every video of `config.paths` with the checkpoint(s) or an exported model: rows, with windows a timeline and segments."
-    check_writable(config.out)  # before the scoring, not after it
+    for out in [config.out] + ([sibling(config.out, "timeline"), sibling(config.out, "segments")] if config.window else []):
+        check_writable(out)  # before the scoring, not after it
     if config.model is not None:
         exported = ExportedModel(config.model)
         classes = list(exported.contract.classes)
@@ -558,6 +559,9 @@ def parse_predict_config(argv: Sequence[str] | None) -> PredictConfig:
         raise ConfigError("paths", values["paths"], "the positional PATHs or --paths, not both")
     if not inputs and "paths" not in values:
         parser.error("give at least one video file or folder to score (PATH ...)")
+    if "model" in values and (given := [name for name in ("checkpoint", "device", "num_workers", "amp") if name in values]):
+        raise ConfigError(given[0], values[given[0]], f"not given with --model: {given} are PyTorch's (an exported model "
+                          "carries its network and runs on onnxruntime's CPU)")
     return make_config(PredictConfig, {**values, **({"paths": inputs} if inputs else {})})
 
 

@@ -18,19 +18,20 @@ from typing import Callable, Sequence, Union
 import av
 import numpy as np
 
-from .config import ConfigError, check_writable, coerce_fields, config_parser, make_config, run_command
+from .config import ConfigError, check_writable, coerce_fields, config_parser, make_config, partial_path, run_command
 
 # %% auto #0
-__all__ = ['CONTRACT_KEY', 'SAMPLING_MODES', 'CONTRACT_VERSION', 'PRECISIONS', 'VIDEO_SUFFIXES', 'READ_FAILURES', 'OUT_SUFFIXES',
-           'DeployContract', 'clip_indices', 'clip_key', 'resize_uint8', 'ClipReadError', 'read_clips', 'fits',
-           'ExportedModel', 'NoVideosError', 'find_videos', 'skipped_note', 'score_videos', 'video_row', 'write_rows',
-           'score_footage', 'DeployConfig', 'main']
+__all__ = ['CONTRACT_KEY', 'SAMPLING_MODES', 'CONTRACT_VERSION', 'PRECISIONS', 'RESERVED_COLUMNS', 'VIDEO_SUFFIXES',
+           'READ_FAILURES', 'OUT_SUFFIXES', 'DeployContract', 'clip_indices', 'clip_key', 'resize_uint8',
+           'ClipReadError', 'read_clips', 'fits', 'ExportedModel', 'NoVideosError', 'files_under', 'find_videos',
+           'skipped_note', 'score_videos', 'video_row', 'write_rows', 'score_footage', 'DeployConfig', 'main']
 
 # %% ../nbs/02i_runtime.ipynb #6f1a3ebd
 CONTRACT_KEY = "tinyaction"  # the ONNX metadata property that holds the contract; TorchScript: the extra file tinyaction.json
 SAMPLING_MODES = ("random", "segments", "window", "uniform")  # those of tinyaction.data, which needs PyTorch
 CONTRACT_VERSION = 1  # of the schema below; a model file of a newer schema is refused, naming both
 PRECISIONS = ("fp32", "int8")
+RESERVED_COLUMNS = ("video", "error", "labels")  # a prediction table's own columns: no class may take their names
 
 
 def _is_int(value) -> bool:
@@ -57,18 +58,21 @@ class DeployContract:
     version: int = CONTRACT_VERSION  # of this schema
 
     def __post_init__(self):
-        if self.version != CONTRACT_VERSION:
+        if not _is_int(self.version) or self.version != CONTRACT_VERSION:
             raise ValueError(f"contract version {self.version!r}, but this tinyaction reads version {CONTRACT_VERSION}: "
                              "upgrade tinyaction, or export the model again with this one")
-        names = [c for c in self.classes if isinstance(c, str) and c]
+        names = [c for c in self.classes if isinstance(c, str) and c and ";" not in c and c not in RESERVED_COLUMNS]
         if not names or len(set(names)) < len(self.classes):
-            raise ValueError(f"classes must be distinct names, at least one, got {list(self.classes)}")
+            raise ValueError(f"classes must be distinct names without ';', none of {RESERVED_COLUMNS}, at least one, got "
+                             f"{list(self.classes)}")
         if len(self.thresholds) != len(self.classes) or not all(_is_number(t) and 0 <= t <= 1 for t in self.thresholds):
             raise ValueError(f"one threshold in [0, 1] per class: {len(self.classes)} classes, thresholds "
                              f"{list(self.thresholds)}")
-        if not all(_is_int(v) and v >= 1 for v in (self.clip_len, self.size)) or not _is_int(self.seed):
-            raise ValueError(f"clip_len and size must be ints >= 1 and seed an int, got {self.clip_len!r}, {self.size!r}, "
+        if not all(_is_int(v) and v >= 1 for v in (self.clip_len, self.size)) or not (_is_int(self.seed) and self.seed >= 0):
+            raise ValueError(f"clip_len and size must be ints >= 1 and seed an int >= 0, got {self.clip_len!r}, {self.size!r}, "
                              f"{self.seed!r}")
+        if not isinstance(self.arch, str):
+            raise ValueError(f"arch must be a name of the zoo (text), got {self.arch!r}")
         if self.sampling not in SAMPLING_MODES or self.precision not in PRECISIONS:
             raise ValueError(f"sampling {self.sampling!r} and precision {self.precision!r}: one of {SAMPLING_MODES} and of "
                              f"{PRECISIONS}")
@@ -91,9 +95,11 @@ class DeployContract:
             unknown = sorted(set(values) - set(known))
             if unknown:
                 raise ValueError(f"unknown fields {unknown}")
-            tuples = {k: tuple(v) for k, v in values.items() if k in ("classes", "thresholds", "mean", "std")}
-            return cls(**{**values, **tuples})
-        except (TypeError, ValueError) as e:
+            lists = {k: v for k, v in values.items() if k in ("classes", "thresholds", "mean", "std")}
+            if not all(isinstance(v, list) for v in lists.values()):
+                raise ValueError(f"{sorted(k for k, v in lists.items() if not isinstance(v, list))} must be JSON lists")
+            return cls(**{**values, **{k: tuple(v) for k, v in lists.items()}})
+        except (TypeError, ValueError, RecursionError) as e:
             raise ValueError(f"{source}: its tinyaction contract is not readable ({type(e).__name__}: {e})") from e
 
 # %% ../nbs/02i_runtime.ipynb #d185edb1
@@ -163,7 +169,7 @@ def read_clips(path: Union[str, Path], contract: DeployContract, num_clips: int 
     "The `num_clips` clips of the video at `path` in the contract: uint8 (K, 3, clip_len, size, size)."
     path = Path(path)
     if not path.is_file():
-        raise ClipReadError(f"{path}: file not found")
+        raise ClipReadError(f"{path}: {'not a regular file' if os.path.lexists(path) else 'file not found'}")
     if path.stat().st_size == 0:
         raise ClipReadError(f"{path}: empty file (0 bytes)")
     try:
@@ -217,11 +223,16 @@ class ExportedModel:
             raise ValueError(f"{self.source}: an ONNX model without a tinyaction contract (metadata property "
                              f"{CONTRACT_KEY!r}); export training checkpoints with python -m tinyaction.export")
         self.contract = DeployContract.from_json(metadata[CONTRACT_KEY], self.source)
-        graph_in, graph_out, c = self.session.get_inputs()[0], self.session.get_outputs()[0], self.contract
-        if graph_in.type != "tensor(uint8)" or not fits(graph_in.shape, (3, c.clip_len, c.size, c.size)) or not fits(
-                graph_out.shape, (len(c.classes),)):
-            raise ValueError(f"{self.source}: its graph takes {graph_in.type} {graph_in.shape} gives {graph_out.shape}, but its "
-                             f"contract says uint8 (B, 3, {c.clip_len}, {c.size}, {c.size}) in and (B, {len(c.classes)}) out")
+        inputs, outputs, c = self.session.get_inputs(), self.session.get_outputs(), self.contract
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise ValueError(f"{self.source}: its graph has {len(inputs)} inputs and {len(outputs)} outputs; an exported "
+                             "tinyaction model has one of each (clips in, probabilities out)")
+        graph_in, graph_out = inputs[0], outputs[0]
+        if graph_in.type != "tensor(uint8)" or graph_out.type != "tensor(float)" or not fits(
+                graph_in.shape, (3, c.clip_len, c.size, c.size)) or not fits(graph_out.shape, (len(c.classes),)):
+            raise ValueError(f"{self.source}: its graph takes {graph_in.type} {graph_in.shape} gives {graph_out.type} "
+                             f"{graph_out.shape}, but its contract says uint8 (B, 3, {c.clip_len}, {c.size}, {c.size}) in and "
+                             f"float (B, {len(c.classes)}) out")
         self.input_name = graph_in.name
 
     def __call__(self, clips: np.ndarray) -> np.ndarray:
@@ -242,6 +253,18 @@ class NoVideosError(FileNotFoundError):
     "Folders given to score that hold no video file, and nothing else to score."
 
 
+def files_under(folder: Path) -> list[Path]:
+    "The files under `folder`, sorted, through linked folders too (each real folder once: a link loop ends)."
+    seen, files = set(), []
+    for root, folders, names in os.walk(folder, followlinks=True):
+        if os.path.realpath(root) in seen:
+            folders[:] = []
+            continue
+        seen.add(os.path.realpath(root))
+        files += [Path(root) / name for name in names]
+    return sorted(p for p in files if p.is_file())
+
+
 def find_videos(paths: Sequence[Union[str, Path]], log: Callable[[str], None] | None = None) -> tuple[list[Path], list[Path]]:
     "The files to score (each file given; each folder's videos, sorted), and those skipped (said to `log`)."
     videos, skipped, others = [], [], 0
@@ -249,7 +272,7 @@ def find_videos(paths: Sequence[Union[str, Path]], log: Callable[[str], None] | 
         if not path.is_dir():
             videos.append(path)  # a missing or unreadable file becomes a row with its error
             continue
-        files = sorted(p for p in path.rglob("*") if p.is_file())
+        files = files_under(path)
         found = [p for p in files if p.suffix.lower() in VIDEO_SUFFIXES and not p.name.startswith(".")]
         videos += found
         skipped += sorted(set(files) - set(found)) if found else [path]
@@ -284,7 +307,10 @@ def score_videos(model: ExportedModel,  # the exported model
     def flush():
         probs = model(np.concatenate(list(batch.values())))
         for path, video_probs in zip(batch, probs.reshape(len(batch), num_clips, -1)):
-            scores[path] = video_probs.mean(0)
+            if np.isfinite(video_probs).all():
+                scores[path] = video_probs.mean(0)
+            else:
+                errors[path] = f"{path}: the model gave non-finite scores ({model.source})"
         batch.clear()
 
     for path in videos:
@@ -312,9 +338,9 @@ def write_rows(path: Union[str, Path], rows: Sequence[dict], columns: Sequence[s
     "Rows as CSV or JSON (a list of objects) by `path`'s suffix, written atomically; CSV joins list values with ';'."
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".tmp")
+    partial = partial_path(path)
     try:
-        with partial.open("w", newline="") as f:
+        with partial.open("x", newline="") as f:
             if path.suffix.lower() == ".json":
                 f.write(json.dumps([{c: row.get(c) for c in columns} for row in rows], indent=1))
             else:
@@ -362,6 +388,8 @@ class DeployConfig:
         for name in ("num_clips", "batch_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(name, getattr(self, name), "an int >= 1")
+        if not 0 <= self.threads <= (os.cpu_count() or 1):
+            raise ConfigError("threads", self.threads, f"an int from 0 (onnxruntime's default) to the {os.cpu_count()} cores")
 
 
 def main(argv: Sequence[str] | None = None) -> list[dict]:

@@ -164,7 +164,7 @@ class TrainConfig:
             if not getattr(self, name) > 0:
                 raise ConfigError(name, getattr(self, name), "a number > 0")
         for name in ("weight_decay", "gamma_neg", "gamma_pos", "warmup_epochs", "focal_gamma", "db_alpha", "db_beta",
-                     "db_kappa", "many_shot", "few_shot", "distill_weight"):
+                     "db_kappa", "many_shot", "few_shot", "distill_weight", "seed"):
             if not getattr(self, name) >= 0:
                 raise ConfigError(name, getattr(self, name), "a number >= 0")
         if not 0 <= self.margin < 1:

@@ -121,7 +121,7 @@ def decode_frames(path: StrPath, indices: Indices = None) -> DecodedFrames:
     "The asked frames of the video at `path`, each once, by decord where it is right, else by PyAV."
     path = Path(path)
     if not path.is_file():
-        raise VideoReadError(f"{path}: file not found")
+        raise VideoReadError(f"{path}: {'not a regular file' if os.path.lexists(path) else 'file not found'}")
     if path.stat().st_size == 0:
         raise VideoReadError(f"{path}: empty file (0 bytes)")
     if callable(indices):  # decide the frames once, even when decord gives up and PyAV decodes
