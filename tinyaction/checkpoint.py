@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .config import partial_path
+from .files import partial_path
 from .models import prepare_for_device
 from .video import StrPath
 from .zoo import get_model

@@ -9,28 +9,24 @@ import argparse
 import ast
 import dataclasses
 import difflib
-import errno
 import inspect
 import io
 import os
 import re
-import secrets
 import sys
 import textwrap
 import tokenize
 import types
 import typing
 import warnings
-from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence, TypeVar, Union
 
 from .compat import moved_names
 
 # %% auto #0
-__all__ = ['TRUE_WORDS', 'FALSE_WORDS', 'NONE_WORDS', 'ConfigT', 'ConfigError', 'check_writable', 'partial_path', 'parse_bool',
-           'coerce', 'field_types', 'coerce_fields', 'known_parameters', 'make_config', 'injected_names',
-           'notebook_config', 'field_docs', 'field_groups', 'config_parser', 'parse_config', 'user_error',
-           'run_command']
+__all__ = ['TRUE_WORDS', 'FALSE_WORDS', 'NONE_WORDS', 'ConfigT', 'ConfigError', 'parse_bool', 'coerce', 'field_types',
+           'coerce_fields', 'known_parameters', 'make_config', 'injected_names', 'notebook_config', 'field_docs',
+           'field_groups', 'config_parser', 'parse_config', 'user_error', 'run_command']
 
 # %% ../nbs/02a_config.ipynb #ed125a48
 __getattr__ = moved_names(__name__, {"C": "tinyaction.config.ConfigT"})
@@ -42,28 +38,6 @@ class ConfigError(ValueError):
     def __init__(self, name: str, value: object, allowed: str):
         super().__init__(f"parameter {name!r}: got {value!r}; expected {allowed}")
         self.name, self.value, self.allowed = name, value, allowed
-
-# %% ../nbs/02a_config.ipynb #455638c0
-def check_writable(path: Union[str, Path]) -> Path:
-    "`path`, once a file could be written there (not a folder; its nearest existing folder writable); creates nothing."
-    path = Path(path)
-    folder = next(p for p in path.absolute().parents if p.exists())
-    if not folder.is_dir():
-        raise NotADirectoryError(f"{path}: cannot write there: {folder} is a file, not a folder")
-    if len(os.fsencode(path.name)) > os.pathconf(folder, "PC_NAME_MAX"):
-        raise OSError(errno.ENAMETOOLONG, f"{path}: its name is longer than the {os.pathconf(folder, 'PC_NAME_MAX')} bytes "
-                      f"this file system allows")
-    if path.is_dir():
-        raise IsADirectoryError(f"{path}: is a folder; give the file to write, a name in it")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise PermissionError(f"{path}: cannot write there: the folder {folder} is not writable")
-    return path
-
-
-def partial_path(path: Path) -> Path:
-    "A hidden name beside `path` that no other writer uses, for writing it whole before renaming it over `path`."
-    return path.with_name(f".{path.name[:64]}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
-
 
 # %% ../nbs/02a_config.ipynb #fca8546d
 TRUE_WORDS = ("true", "yes", "on", "1")

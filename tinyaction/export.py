@@ -22,7 +22,8 @@ import torch
 from torch import nn
 
 from .checkpoint import load_checkpoint, write_atomic
-from .config import ConfigError, check_writable, coerce_fields, parse_config, run_command
+from .config import ConfigError, coerce_fields, parse_config, run_command
+from .files import check_writable
 from .predict import ClipSpec, resolve_thresholds
 from .runtime import CONTRACT_KEY, READ_FAILURES, ClipReadError, DeployContract, ExportedModel, find_videos, read_clips
 from .synthetic import default_data_root

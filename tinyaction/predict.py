@@ -18,9 +18,10 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from .checkpoint import Checkpoint, load_checkpoint
-from .config import ConfigError, check_writable, coerce_fields, config_parser, make_config, run_command
+from .config import ConfigError, coerce_fields, config_parser, make_config, run_command
 from .data import SAMPLING_MODES, sample_indices
 from .evaluate import checkpoint_paths, distinct_members
+from .files import check_writable
 from .inference import TTA_VIEWS, predict, predict_ensemble, resolve_flip_pairs
 from .metrics import load_thresholds
 from .models import AMP_MODES

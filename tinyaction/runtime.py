@@ -18,7 +18,8 @@ from typing import Callable, Sequence, Union
 import av
 import numpy as np
 
-from .config import ConfigError, check_writable, coerce_fields, config_parser, make_config, partial_path, run_command
+from .config import ConfigError, coerce_fields, config_parser, make_config, run_command
+from .files import check_writable, partial_path
 
 # %% auto #0
 __all__ = ['CONTRACT_KEY', 'SAMPLING_MODES', 'CONTRACT_VERSION', 'PRECISIONS', 'RESERVED_COLUMNS', 'VIDEO_SUFFIXES',
